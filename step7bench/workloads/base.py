@@ -1,0 +1,261 @@
+"""What a workload is: data, model, loss, evaluation, validation target and budget.
+
+A workload owns everything that defines "the same validation quality" (AlgoPerf's rule), so
+every arm of a comparison trains on the same data toward the same target within the same
+budget. The data of a workload is fixed by its preset and `data_seed`; a trial's seed changes
+the model's initialisation, the data order and the techniques' random draws, never the data.
+
+Datasets are map-style: item ``i`` is ``(inputs, targets)`` and ``i`` is the example's id,
+stable for the life of the dataset, so techniques can track difficulty and selection per
+example. The engine does not go through a DataLoader: it gathers batches of ids straight
+from the tensors (``ExampleDataset.gather``), which keeps the training loop overhead-free.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from step7bench.errors import UserError
+
+TaskKind = Literal["classification", "sequence"]
+
+IGNORE_INDEX = -100
+"""Target value of padding positions; the default `ignore_index` of `nn.CrossEntropyLoss`."""
+
+PRESET_NAMES = ("micro", "small", "large")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Where a trial stops if it has not reached its target.
+
+    `max_seconds` counts training and technique-overhead wall time, never evaluation.
+    """
+
+    max_steps: int
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """The baseline's optimizer and loop settings: AdamW, linear warm-up, cosine decayed to
+    zero at `Budget.max_steps` (a fully decayed schedule; No Train No Gain, Kaddour et al. 2023).
+    """
+
+    lr: float
+    batch_size: int
+    warmup_steps: int
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip_norm: float | None = 1.0
+    eval_every: int = 25  # optimizer steps between validation checks
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One size of a workload. `tuning` records the learning-rate grid tried and what won."""
+
+    name: str
+    budget: Budget
+    hparams: Hyperparameters
+    target_val_loss: float  # default target; `step7bench calibrate` writes measured ones
+    model: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    tuning: str = ""
+
+    def with_overrides(self, **changes: Any) -> Preset:
+        return replace(self, **changes)
+
+
+@dataclass
+class Batch:
+    """A batch with the ids of its examples. `inputs`/`targets` share the first dimension."""
+
+    ids: torch.Tensor
+    inputs: torch.Tensor
+    targets: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def to(self, device: torch.device | str) -> Batch:
+        return Batch(self.ids, self.inputs.to(device, non_blocking=True),
+                     self.targets.to(device, non_blocking=True))
+
+    def subset(self, index: torch.Tensor) -> Batch:
+        """The examples at `index` (positions or a boolean mask), in that order."""
+        return Batch(self.ids[index.to(self.ids.device)], self.inputs[index], self.targets[index])
+
+    @property
+    def tokens(self) -> int:
+        """Predicted positions: tokens that are not padding (sequences) or examples."""
+        if self.targets.dim() == 1:
+            return len(self)
+        return int((self.targets != IGNORE_INDEX).sum())
+
+
+class ExampleDataset(torch.utils.data.Dataset):
+    """Examples held as two tensors; item i is `(inputs[i], targets[i])` and i is its id."""
+
+    def __init__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
+        if inputs.shape[0] != targets.shape[0]:
+            raise ValueError(f"inputs and targets differ in length: {inputs.shape[0]} != {targets.shape[0]}")
+        self.inputs = inputs
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.inputs[index], self.targets[index]
+
+    def gather(self, ids: torch.Tensor) -> Batch:
+        ids = torch.as_tensor(ids, dtype=torch.long)
+        return Batch(ids, self.inputs[ids], self.targets[ids])
+
+    def all_ids(self) -> torch.Tensor:
+        return torch.arange(len(self))
+
+    def token_counts(self) -> torch.Tensor:
+        """Predicted tokens per example (1 for classification), shape (N,)."""
+        if self.targets.dim() == 1:
+            return torch.ones(len(self), dtype=torch.long)
+        return (self.targets != IGNORE_INDEX).sum(dim=1)
+
+
+def per_example_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per example, shape (B,): the mean over an example's non-padding tokens
+    for sequences (length-normalised), the plain loss for classification."""
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, targets, reduction="none")
+    token_loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none",
+                                 ignore_index=IGNORE_INDEX).view(targets.shape)
+    counts = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
+    return token_loss.sum(dim=1) / counts
+
+
+def mean_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The training loss: cross-entropy averaged over every predicted token of the batch."""
+    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
+
+
+class Workload(ABC):
+    """Data + model + loss + evaluation + target + budget, at one size preset.
+
+    Subclasses set `name`, `task`, `presets` and implement `_build_data` and `build_model`.
+    The validation metric is the token-weighted mean cross-entropy on `val` (nats/token);
+    lower is better and the target is reached when `evaluate(...) <= target_val_loss`.
+    """
+
+    name: ClassVar[str]
+    task: ClassVar[TaskKind]
+    presets: ClassVar[dict[str, Preset]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, preset: str = "small", data_seed: int = 0) -> None:
+        if preset not in self.presets:
+            raise UserError(f"workload {self.name!r} has no preset {preset!r} "
+                            f"(choose from {', '.join(self.presets)})")
+        self.preset: Preset = self.presets[preset]
+        self.data_seed = data_seed
+
+    # -- data ---------------------------------------------------------------------------
+    @functools.cached_property
+    def _data(self) -> dict[str, ExampleDataset | None]:
+        return self._build_data()
+
+    @abstractmethod
+    def _build_data(self) -> dict[str, ExampleDataset | None]:
+        """Return {'train', 'val', 'source_train', 'source_val'}; the source keys hold the
+        related data used to pretrain for transfer learning (None if the workload has none)."""
+
+    @property
+    def train(self) -> ExampleDataset:
+        return self._data["train"]
+
+    @property
+    def val(self) -> ExampleDataset:
+        return self._data["val"]
+
+    @property
+    def source_train(self) -> ExampleDataset | None:
+        return self._data.get("source_train")
+
+    @property
+    def source_val(self) -> ExampleDataset | None:
+        return self._data.get("source_val")
+
+    # -- model and loss -----------------------------------------------------------------
+    @abstractmethod
+    def build_model(self) -> nn.Module:
+        """A fresh model, initialised from torch's current RNG (the engine seeds it)."""
+
+    @property
+    def num_classes(self) -> int:
+        """Classes (classification) or vocabulary size (sequence): the logits' last dimension."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return mean_loss(logits, targets)
+
+    def per_example_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return per_example_loss(logits, targets)
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, device: torch.device | str,
+                 dataset: ExampleDataset | None = None, batch_size: int = 256) -> float:
+        """Token-weighted mean cross-entropy (nats) of `model` on `dataset` (default: val)."""
+        dataset = self.val if dataset is None else dataset
+        was_training = model.training
+        model.eval()
+        total_loss = torch.zeros((), dtype=torch.float64, device=device)
+        total_tokens = 0
+        for start in range(0, len(dataset), batch_size):
+            batch = dataset.gather(torch.arange(start, min(start + batch_size, len(dataset)))).to(device)
+            logits = model(batch.inputs)
+            total_loss += F.cross_entropy(logits.flatten(0, -2).float(), batch.targets.flatten(),
+                                          ignore_index=IGNORE_INDEX, reduction="sum").double()
+            total_tokens += batch.tokens
+        model.train(was_training)
+        return float(total_loss) / max(total_tokens, 1)
+
+    # -- what defines "the same quality" ----------------------------------------------------
+    @property
+    def target_val_loss(self) -> float:
+        return self.preset.target_val_loss
+
+    @property
+    def budget(self) -> Budget:
+        return self.preset.budget
+
+    @property
+    def hparams(self) -> Hyperparameters:
+        return self.preset.hparams
+
+    # -- optional knowledge some techniques use ------------------------------------------------
+    @property
+    def loss_floor(self) -> float | None:
+        """The lowest validation loss any model can reach (nats/token), where it is known."""
+        return None
+
+    @property
+    def vocab(self) -> dict[str, int] | None:
+        """Token string -> id, for sequence workloads."""
+        return None
+
+    @property
+    def synonym_classes(self) -> list[list[int]] | None:
+        """Groups of token ids that may replace one another, where they are known."""
+        return None
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies this workload's data and model, for provenance."""
+        return {"workload": self.name, "preset": self.preset.name, "data_seed": self.data_seed,
+                "train_examples": len(self.train), "val_examples": len(self.val)}
