@@ -1,0 +1,63 @@
+"""FLOPs counted by torch's own counter, once per distinct batch shape.
+
+`torch.utils.flop_counter.FlopCounterMode` counts matmuls and convolutions at 2*M*K*N, and
+nothing for elementwise ops, norms, softmax or the optimizer; it counts no-grad forwards
+too, so scoring passes can be charged. Counting runs on a deep copy of the model under a
+forked RNG, so it neither touches the real model's gradients nor shifts any random stream:
+a trial's numbers stay bit-identical whether or not a shape was counted before.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+
+@dataclass(frozen=True)
+class StepFlops:
+    """FLOPs of one forward and of one backward pass for one batch shape."""
+
+    forward: int
+    backward: int
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    """Total FLOPs torch's counter sees while `fn` runs."""
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+class FlopCounter:
+    """Per-shape cache of a model's forward and backward FLOPs.
+
+    `loss_fn(logits, targets)` must return a scalar; the backward figure is (forward +
+    backward) minus forward, counted on the same copy.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+        self._model = model
+        self._loss_fn = loss_fn
+        self._cache: dict[tuple[tuple[int, ...], torch.dtype], StepFlops] = {}
+
+    def step_flops(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepFlops:
+        key = (tuple(inputs.shape), inputs.dtype)
+        if key not in self._cache:
+            self._cache[key] = self._count(inputs, targets)
+        return self._cache[key]
+
+    def _count(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepFlops:
+        devices = [inputs.device] if inputs.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            replica = copy.deepcopy(self._model)
+            replica.train(self._model.training)
+            with torch.no_grad():
+                forward = count_flops(lambda: replica(inputs))
+            total = count_flops(lambda: self._loss_fn(replica(inputs), targets).backward())
+        return StepFlops(forward=forward, backward=max(total - forward, 0))
