@@ -1,4 +1,4 @@
-"""FLOPs counted by torch's own counter, once per distinct batch shape.
+"""FLOPs counted by torch's own counter, once per distinct example shape.
 
 `torch.utils.flop_counter.FlopCounterMode` counts matmuls and convolutions at 2*M*K*N, and
 nothing for elementwise ops, norms, softmax or the optimizer; it counts no-grad forwards
@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 @dataclass(frozen=True)
 class StepFlops:
-    """FLOPs of one forward and of one backward pass for one batch shape."""
+    """FLOPs of one forward and of one backward pass."""
 
     forward: int
     backward: int
@@ -35,10 +35,13 @@ def count_flops(fn: Callable[[], object]) -> int:
 
 
 class FlopCounter:
-    """Per-shape cache of a model's forward and backward FLOPs.
+    """Per-example forward and backward FLOPs of a model, cached per example shape.
 
-    `loss_fn(logits, targets)` must return a scalar; the backward figure is (forward +
-    backward) minus forward, counted on the same copy.
+    Every op the counter sees (matmul, convolution) has the batch as an outer dimension, so
+    FLOPs are exactly linear in the batch size: one example of each shape is counted and the
+    caller multiplies. Batches that a technique shrinks (gating, selection) then cost no new
+    count. `loss_fn(logits, targets)` must return a scalar; the backward figure is
+    (forward + backward) minus forward, counted on the same copy.
     """
 
     def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
@@ -46,10 +49,11 @@ class FlopCounter:
         self._loss_fn = loss_fn
         self._cache: dict[tuple[tuple[int, ...], torch.dtype], StepFlops] = {}
 
-    def step_flops(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepFlops:
-        key = (tuple(inputs.shape), inputs.dtype)
+    def per_example(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepFlops:
+        """FLOPs of one example shaped like `inputs[0]`."""
+        key = (tuple(inputs.shape[1:]), inputs.dtype)
         if key not in self._cache:
-            self._cache[key] = self._count(inputs, targets)
+            self._cache[key] = self._count(inputs[:1], targets[:1])
         return self._cache[key]
 
     def _count(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepFlops:

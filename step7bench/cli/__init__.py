@@ -1,0 +1,58 @@
+"""The command line: `step7bench <verb> ...`, one module per verb.
+
+A mistake a user can make (bad flag, unknown name, missing file) ends in one line on stderr
+and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from step7bench.errors import UserError
+
+EXIT_USAGE = 2
+
+# Each module has `register(subparsers)`, which adds its parser and sets `handler`.
+VERBS = ("trial",)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message}")
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="step7bench", description="Checks claims of training-cost reduction.")
+    subparsers = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
+    for verb in VERBS:
+        importlib.import_module(f"step7bench.cli.{verb}").register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""What a stage sees of a trial, and the only doors through which work reaches the model.
+
+Stages run passes through `forward`, `score`, `backward` and `optimizer_step`; each charges
+the ledger (examples, tokens, counted FLOPs), so a technique cannot spend compute the ledger
+does not see. Technique work outside those doors (fitting a predictor, augmenting, cache
+look-ups) runs inside `with ctx.overhead():`, which books its wall time as overhead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from step7bench.engine.ledger import Ledger
+from step7bench.measure.clock import Clock
+from step7bench.measure.flops import FlopCounter
+from step7bench.seeding import numpy_rng, torch_generator
+from step7bench.workloads.base import Batch, Budget, ExampleDataset, Hyperparameters, Workload
+
+
+@dataclass
+class TrialContext:
+    workload: Workload
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    seed: int
+    train: ExampleDataset
+    hparams: Hyperparameters
+    budget: Budget
+    ledger: Ledger
+    clock: Clock
+    flops: FlopCounter
+    step: int = 0  # optimizer steps taken so far
+    last_val_loss: float | None = None
+    _overhead_depth: int = field(default=0, repr=False)
+    _overhead_s_in_segment: float = field(default=0.0, repr=False)
+
+    # -- randomness -------------------------------------------------------------------------
+    def rng(self, purpose: str) -> np.random.Generator:
+        return numpy_rng(self.seed, purpose)
+
+    def torch_generator(self, purpose: str) -> torch.Generator:
+        return torch_generator(self.seed, purpose)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the step budget spent, in [0, 1]."""
+        return min(1.0, self.step / self.budget.max_steps)
+
+    # -- charged passes -------------------------------------------------------------------------
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Training forward pass (with autograd), charged to the training forward bucket."""
+        flops = self.flops.per_example(batch.inputs, batch.targets)
+        self.ledger.charge_forward(len(batch), batch.tokens, flops.forward * len(batch))
+        return self.model(batch.inputs)
+
+    def backward(self, loss: torch.Tensor, batch: Batch) -> None:
+        """Backward pass of `loss` computed on `batch`, charged to the backward bucket."""
+        flops = self.flops.per_example(batch.inputs, batch.targets)
+        self.ledger.charge_backward(len(batch), batch.tokens, flops.backward * len(batch))
+        loss.backward()
+
+    def score(self, batch: Batch) -> torch.Tensor:
+        """An extra forward pass a technique adds (inference mode), charged as overhead.
+
+        Call it inside `overhead()` so its wall time is booked as overhead too.
+        """
+        flops = self.flops.per_example(batch.inputs, batch.targets)
+        self.ledger.charge_overhead(len(batch), flops.forward * len(batch))
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode():
+            logits = self.model(batch.inputs)
+        self.model.train(was_training)
+        return logits
+
+    def optimizer_step(self) -> None:
+        """Clip, step, zero the gradients; count one optimizer step."""
+        if self.hparams.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.hparams.grad_clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step += 1
+        self.ledger.steps += 1
+
+    # -- time -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def overhead(self) -> Iterator[None]:
+        """Book the enclosed wall time as technique overhead (nested uses count once)."""
+        self._overhead_depth += 1
+        start_s = self.clock.now() if self._overhead_depth == 1 else 0.0
+        try:
+            yield
+        finally:
+            self._overhead_depth -= 1
+            if self._overhead_depth == 0:
+                elapsed_s = self.clock.now() - start_s
+                self.ledger.wall_overhead_s += elapsed_s
+                self._overhead_s_in_segment += elapsed_s
+
+    def take_segment_overhead_s(self) -> float:
+        """Overhead booked since the last call; the loop subtracts it from training time."""
+        taken, self._overhead_s_in_segment = self._overhead_s_in_segment, 0.0
+        return taken

@@ -1,0 +1,261 @@
+"""The one training loop: run a trial to its validation target or the end of its budget.
+
+A trial is (workload, techniques, seed). It trains until the validation loss first reaches
+the target, or its step or wall-second budget runs out; its cost is the ledger at that point.
+A trial that misses the target or diverges has infinite cost downstream; it is reported, not
+dropped (AlgoPerf). Evaluation runs every `eval_every` optimizer steps, off the cost clock.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from step7bench.engine.context import TrialContext
+from step7bench.engine.ledger import Ledger
+from step7bench.engine.stages import Plugin, StageSet, compose
+from step7bench.errors import UserError
+from step7bench.measure.clock import Clock
+from step7bench.measure.energy import EnergyMeter, open_meter
+from step7bench.measure.flops import FlopCounter
+from step7bench.measure.memory import peak_memory_bytes, reset_peak_memory
+from step7bench.seeding import derive_seed
+from step7bench.workloads.base import Budget, ExampleDataset, Workload
+
+Status = Literal["reached", "missed", "diverged", "failed"]
+
+
+@dataclass(frozen=True)
+class EvalPoint:
+    """One validation check: the loss then and the ledger up to then."""
+
+    step: int
+    val_loss: float
+    train_loss: float  # mean training loss over the steps since the previous check
+    ledger: dict[str, Any]
+
+
+@dataclass
+class TrialResult:
+    status: Status
+    workload: str
+    preset: str
+    techniques: list[str]
+    seed: int
+    device: str
+    target_val_loss: float
+    steps_to_target: int | None
+    best_val_loss: float
+    curve: list[EvalPoint]
+    ledger: Ledger
+    technique_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status, "workload": self.workload, "preset": self.preset,
+            "techniques": self.techniques, "seed": self.seed, "device": self.device,
+            "target_val_loss": self.target_val_loss, "steps_to_target": self.steps_to_target,
+            "best_val_loss": self.best_val_loss,
+            "curve": [vars(point) for point in self.curve],
+            "ledger": self.ledger.snapshot(), "technique_stats": self.technique_stats,
+            "error": self.error,
+        }
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' takes CUDA when present, else the CPU. A CUDA request without CUDA is a UserError."""
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.split(":")[0] not in {"cpu", "cuda"}:
+        raise UserError(f"unknown device {name!r} (choose from auto, cpu, cuda)")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r} requested but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def build_optimizer(model: torch.nn.Module, workload: Workload) -> torch.optim.AdamW:
+    """AdamW with decoupled weight decay on matrices only (biases, norms and embeddings' position
+    tables are 1-D or excluded), the usual practice since GPT-2."""
+    hp = workload.hparams
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=hp.lr, betas=hp.betas)
+
+
+OnEval = Callable[[EvalPoint], None]
+
+
+def run_trial(workload: Workload, seed: int, plugins: Sequence[Plugin] = (), *,
+              device: str | torch.device = "auto", target_val_loss: float | None = None,
+              budget: Budget | None = None, train: ExampleDataset | None = None,
+              val: ExampleDataset | None = None, world_size: int = 1,
+              on_eval: OnEval | None = None) -> TrialResult:
+    """Train `workload` from a seeded initialisation with the given technique plugins.
+
+    `train`/`val` replace the workload's datasets (transfer learning pretrains this way on the
+    source data); `target_val_loss` and `budget` default to the workload's. An exception inside
+    the trial is returned as status 'failed' with its traceback, never raised, so a suite goes on.
+    """
+    device = resolve_device(device)
+    trial = _Trial(workload, seed, list(plugins), device,
+                   target_val_loss if target_val_loss is not None else workload.target_val_loss,
+                   budget or workload.budget, train or workload.train, val or workload.val,
+                   world_size, on_eval)
+    return trial.run()
+
+
+class _Trial:
+    """The state of one run_trial call; `run` is the loop."""
+
+    def __init__(self, workload: Workload, seed: int, plugins: list[Plugin], device: torch.device,
+                 target_val_loss: float, budget: Budget, train: ExampleDataset, val: ExampleDataset,
+                 world_size: int, on_eval: OnEval | None) -> None:
+        self.workload, self.seed, self.plugins, self.device = workload, seed, plugins, device
+        self.target_val_loss, self.budget, self.val = target_val_loss, budget, val
+        self.stages: StageSet = compose(plugins)
+        self.on_eval = on_eval
+        self.curve: list[EvalPoint] = []
+        self.ledger = Ledger(world_size=world_size)
+        self.train_data = train
+
+    def run(self) -> TrialResult:
+        meter = open_meter(self.device)
+        try:
+            status = self._train(meter)
+            error = None
+        except Exception as exc:  # a broken technique must not stop the suite
+            status, error = "failed", "".join(traceback.format_exception(exc)).strip()
+        finally:
+            meter.close()
+        self.ledger.peak_memory_bytes = peak_memory_bytes(self.device)
+        return self._result(status, error)
+
+    def _train(self, meter: EnergyMeter) -> Status:
+        ctx = self._context()
+        self.stages.init.init(ctx)
+        for stage in self.stages.all_stages():
+            stage.setup(ctx)
+        batch_size = ctx.hparams.batch_size
+        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        losses_in_segment = 0
+        segment = _Segment.open(ctx, meter)
+        while ctx.step < self.budget.max_steps and segment.spent_s() < self.budget.max_seconds:
+            ids = self.stages.order.next_ids(ctx, self.stages.select.in_play(ctx), batch_size)
+            batch = self.train_data.gather(ids).to(self.device)
+            for transform in self.stages.transforms:
+                batch = transform.transform(ctx, batch)
+            for gate in self.stages.gates:
+                batch = gate.gate(ctx, batch)
+            if len(batch) == 0:
+                continue
+            loss = self.stages.step.step(ctx, batch)
+            if loss is None:
+                continue
+            self.stages.schedule.after_optimizer_step(ctx, loss)
+            nonfinite |= ~torch.isfinite(loss)
+            loss_sum += loss.double()
+            losses_in_segment += 1
+            if ctx.step % ctx.hparams.eval_every == 0:
+                segment.close()
+                outcome = self._evaluate(ctx, meter, nonfinite, loss_sum, losses_in_segment)
+                if outcome is not None:
+                    return outcome
+                loss_sum.zero_()
+                losses_in_segment = 0
+                segment = _Segment.open(ctx, meter)
+        segment.close()
+        if losses_in_segment:
+            outcome = self._evaluate(ctx, meter, nonfinite, loss_sum, losses_in_segment)
+            if outcome is not None:
+                return outcome
+        return "missed"
+
+    def _context(self) -> TrialContext:
+        torch.manual_seed(derive_seed(self.seed, "model-init"))
+        model = self.workload.build_model().to(self.device)
+        model.train()
+        reset_peak_memory(self.device)
+        return TrialContext(
+            workload=self.workload, model=model, optimizer=build_optimizer(model, self.workload),
+            device=self.device, seed=self.seed, train=self.train_data, hparams=self.workload.hparams,
+            budget=self.budget, ledger=self.ledger, clock=Clock(self.device),
+            flops=FlopCounter(model, self.workload.loss))
+
+    def _evaluate(self, ctx: TrialContext, meter: EnergyMeter, nonfinite: torch.Tensor,
+                  loss_sum: torch.Tensor, losses: int) -> Status | None:
+        """Validation check off the cost clock; returns a final status or None to go on."""
+        start_s = ctx.clock.now()
+        meter.begin_window("eval")
+        val_loss = self.workload.evaluate(ctx.model, self.device, self.val)
+        energy = meter.end_window("eval")
+        self.ledger.wall_eval_s += ctx.clock.now() - start_s
+        self.ledger.charge_energy(energy.energy_j, energy.method, evaluation=True)
+        train_loss = float(loss_sum) / max(losses, 1)
+        point = EvalPoint(ctx.step, val_loss, train_loss, self.ledger.snapshot())
+        self.curve.append(point)
+        ctx.last_val_loss = val_loss
+        if self.on_eval is not None:
+            self.on_eval(point)
+        if bool(nonfinite) or not torch.isfinite(torch.tensor(val_loss)):
+            return "diverged"
+        if val_loss <= self.target_val_loss:
+            return "reached"
+        for stage in self.stages.all_stages():
+            stage.on_eval(ctx, val_loss)
+        return None
+
+    def _result(self, status: Status, error: str | None) -> TrialResult:
+        reached = status == "reached"
+        finite = [p.val_loss for p in self.curve if p.val_loss == p.val_loss]
+        return TrialResult(
+            status=status, workload=self.workload.name, preset=self.workload.preset.name,
+            techniques=[p.name for p in self.plugins], seed=self.seed, device=str(self.device),
+            target_val_loss=self.target_val_loss,
+            steps_to_target=self.curve[-1].step if reached else None,
+            best_val_loss=min(finite, default=float("inf")), curve=self.curve, ledger=self.ledger,
+            technique_stats={p.name: _plugin_stats(p) for p in self.plugins}, error=error)
+
+
+def _plugin_stats(plugin: Plugin) -> dict[str, Any]:
+    stats: dict[str, Any] = {}
+    for stage_name in plugin.filled_stages():
+        stats.update(getattr(plugin, stage_name).stats())
+    return stats
+
+
+@dataclass
+class _Segment:
+    """Training time between two validation checks: wall (device-synced at both ends) and
+    energy, booked to the ledger on close, less the overhead booked inside it."""
+
+    ctx: TrialContext
+    meter: EnergyMeter
+    start_s: float
+    spent_before_s: float
+
+    @classmethod
+    def open(cls, ctx: TrialContext, meter: EnergyMeter) -> _Segment:
+        meter.begin_window("train")
+        ctx.take_segment_overhead_s()
+        return cls(ctx, meter, ctx.clock.now(), ctx.ledger.wall_s)
+
+    def spent_s(self) -> float:
+        """Cost-clock seconds so far (unsynced inside the segment: a budget check, not a figure)."""
+        return self.spent_before_s + (time.perf_counter() - self.start_s)
+
+    def close(self) -> None:
+        elapsed_s = self.ctx.clock.now() - self.start_s
+        ledger = self.ctx.ledger
+        ledger.wall_train_s += max(0.0, elapsed_s - self.ctx.take_segment_overhead_s())
+        ledger.device_s = ledger.wall_s * ledger.world_size
+        energy = self.meter.end_window("train")
+        ledger.charge_energy(energy.energy_j, energy.method)
