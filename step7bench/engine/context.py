@@ -104,7 +104,23 @@ class TrialContext:
                 self.ledger.wall_overhead_s += elapsed_s
                 self._overhead_s_in_segment += elapsed_s
 
+    @contextlib.contextmanager
+    def audit(self) -> Iterator[None]:
+        """Book the enclosed wall time as audit: work that checks a technique (e.g. a fresh
+        gradient to compare with a cached one), reported in `ledger.wall_audit_s` and charged
+        to neither training nor overhead. Not to be nested in `overhead()`."""
+        if self._overhead_depth:
+            raise RuntimeError("ctx.audit() inside ctx.overhead() would book its time twice")
+        start_s = self.clock.now()
+        try:
+            yield
+        finally:
+            elapsed_s = self.clock.now() - start_s
+            self.ledger.wall_audit_s += elapsed_s
+            self._overhead_s_in_segment += elapsed_s
+
     def take_segment_overhead_s(self) -> float:
-        """Overhead booked since the last call; the loop subtracts it from training time."""
+        """Overhead and audit seconds booked since the last call; the loop subtracts them from
+        training time."""
         taken, self._overhead_s_in_segment = self._overhead_s_in_segment, 0.0
         return taken
