@@ -4,12 +4,16 @@ Stages run passes through `forward`, `score`, `backward` and `optimizer_step`; e
 the ledger (examples, tokens, counted FLOPs), so a technique cannot spend compute the ledger
 does not see. Technique work outside those doors (fitting a predictor, augmenting, cache
 look-ups) runs inside `with ctx.overhead():`, which books its wall time as overhead.
+
+A stage that learns from the training passes (a loss predictor needs each example's loss)
+registers a callable in `forward_observers`: it gets every training forward's batch and its
+detached logits, and must book its own work inside `ctx.overhead()`.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,6 +42,7 @@ class TrialContext:
     flops: FlopCounter
     step: int = 0  # optimizer steps taken so far
     last_val_loss: float | None = None
+    forward_observers: list[Callable[[Batch, torch.Tensor], None]] = field(default_factory=list)
     _overhead_depth: int = field(default=0, repr=False)
     _overhead_s_in_segment: float = field(default=0.0, repr=False)
 
@@ -58,7 +63,10 @@ class TrialContext:
         """Training forward pass (with autograd), charged to the training forward bucket."""
         flops = self.flops.per_example(batch.inputs, batch.targets)
         self.ledger.charge_forward(len(batch), batch.tokens, flops.forward * len(batch))
-        return self.model(batch.inputs)
+        logits = self.model(batch.inputs)
+        for observe in self.forward_observers:
+            observe(batch, logits.detach())
+        return logits
 
     def backward(self, loss: torch.Tensor, batch: Batch) -> None:
         """Backward pass of `loss` computed on `batch`, charged to the backward bucket."""
