@@ -508,13 +508,13 @@ def _first_that_opens(
     first: Callable[[], _Source], then: Sequence[Callable[[], _FallbackSource]]
 ) -> tuple[_Source, list[Callable[[], _FallbackSource]], list[str]]:
     """The first source of the chain that opens, the fallbacks after it, and why the ones
-    before it did not open."""
-    reasons = []
+    before it did not open (each reason once: NVML's sources fail alike when NVML is absent)."""
+    reasons: dict[str, None] = {}
     for position, opener in enumerate([first, *then]):
         try:
-            return opener(), list(then[position:]), reasons
+            return opener(), list(then[position:]), list(reasons)
         except SourceFailed as failure:
-            reasons.append(str(failure))
+            reasons[str(failure)] = None
     raise RuntimeError(f"no energy source opened: {'; '.join(reasons)}")
 
 
