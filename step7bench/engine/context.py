@@ -74,18 +74,21 @@ class TrialContext:
         self.ledger.charge_backward(len(batch), batch.tokens, flops.backward * len(batch))
         loss.backward()
 
-    def score(self, batch: Batch) -> torch.Tensor:
+    def score(self, batch: Batch, model: nn.Module | None = None) -> torch.Tensor:
         """An extra forward pass a technique adds (inference mode), charged as overhead.
 
-        Call it inside `overhead()` so its wall time is booked as overhead too.
+        `model` defaults to the trial's model; a technique's own scoring model (e.g. a briefly
+        trained reference) must share its architecture, since the FLOPs counted are the trial
+        model's. Call it inside `overhead()` so its wall time is booked as overhead too.
         """
+        model = self.model if model is None else model
         flops = self.flops.per_example(batch.inputs, batch.targets)
         self.ledger.charge_overhead(len(batch), flops.forward * len(batch))
-        was_training = self.model.training
-        self.model.eval()
+        was_training = model.training
+        model.eval()
         with torch.inference_mode():
-            logits = self.model(batch.inputs)
-        self.model.train(was_training)
+            logits = model(batch.inputs)
+        model.train(was_training)
         return logits
 
     def optimizer_step(self) -> None:
