@@ -21,7 +21,7 @@ def _specs() -> list[TechniqueSpec]:
     return specs
 
 
-_MODULES: tuple[str, ...] = ("transfer_learning", "dynamic_lr_scheduler")
+_MODULES: tuple[str, ...] = ("data_augmentation", "transfer_learning", "dynamic_lr_scheduler")
 
 
 def technique_specs() -> dict[str, TechniqueSpec]:
