@@ -21,7 +21,8 @@ def _specs() -> list[TechniqueSpec]:
     return specs
 
 
-_MODULES: tuple[str, ...] = ("data_augmentation", "transfer_learning", "dynamic_lr_scheduler")
+_MODULES: tuple[str, ...] = ("data_augmentation", "transfer_learning", "dynamic_lr_scheduler", "curriculum_learning",
+                             "active_learning")
 
 
 def technique_specs() -> dict[str, TechniqueSpec]:
