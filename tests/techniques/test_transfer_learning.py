@@ -1,0 +1,217 @@
+"""Transfer learning: the seed's example, the pure helpers, the pretraining cache and the init
+stage through the engine (pretraining charged under its own heading, hit or miss)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from step7bench.engine import Plugin, run_trial
+from step7bench.engine.stages import AllExamples
+from step7bench.techniques import get_technique
+from step7bench.techniques.transfer_learning import (EpochMetrics, Pretrained, TransferLearningPipeline, cache_dir,
+                                                     flat_loss, pretraining_key, split_batch)
+from step7bench.workloads.base import Budget, ExampleDataset
+from step7bench.workloads.digits import Digits
+from step7bench.workloads.models import TinyGPT
+
+PRETRAIN_STEPS = 4
+BUDGET = Budget(4, math.inf)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("STEP7BENCH_CACHE", str(tmp_path))
+
+
+def _classification_data(seed: int, n: int = 48) -> ExampleDataset:
+    generator = torch.Generator().manual_seed(seed)
+    return ExampleDataset(torch.randn(n, 6, generator=generator), torch.randint(0, 3, (n,), generator=generator))
+
+
+# -- the seed's example ---------------------------------------------------------------------
+
+
+def test_seed_example_runs_in_a_users_loop():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    criterion = nn.CrossEntropyLoss()
+    pretrain_dataset, finetune_dataset = _classification_data(1), _classification_data(2)
+
+    # The seed's block, with only the import path and the device changed.
+    from step7bench.techniques.transfer_learning import TransferLearningPipeline
+
+    # Create pipeline
+    pipeline = TransferLearningPipeline(model, device='cpu')
+
+    # Pretrain
+    pipeline.pretrain(
+        pretrain_dataset,
+        optimizer,
+        criterion,
+        num_epochs=5,
+        batch_size=32
+    )
+
+    # Finetune
+    pipeline.finetune(
+        finetune_dataset,
+        optimizer,
+        criterion,
+        num_epochs=3,
+        batch_size=32,
+        learning_rate=1e-4
+    )
+
+    assert [group["lr"] for group in optimizer.param_groups] == [1e-4]
+
+
+def test_pipeline_returns_per_epoch_metrics_and_learns():
+    torch.manual_seed(0)
+    model = nn.Linear(6, 3)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-2)
+    pipeline = TransferLearningPipeline(model, device="cpu")
+    metrics = pipeline.pretrain(_classification_data(1), optimizer, nn.CrossEntropyLoss(), num_epochs=4,
+                                batch_size=16)
+    assert [m.epoch for m in metrics] == [0, 1, 2, 3]
+    assert all(isinstance(m, EpochMetrics) and m.examples == 48 and m.wall_s >= 0 for m in metrics)
+    assert metrics[-1].mean_loss < metrics[0].mean_loss
+
+
+def test_pipeline_finetunes_a_language_model_on_bare_token_sequences():
+    torch.manual_seed(0)
+    model = TinyGPT(vocab_size=11, d_model=16, n_layers=1, n_heads=2, max_len=8)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    sequences = torch.randint(0, 11, (20, 9), generator=torch.Generator().manual_seed(3))
+    metrics = TransferLearningPipeline(model, device="cpu").finetune(
+        sequences, optimizer, nn.CrossEntropyLoss(), num_epochs=1, batch_size=8)
+    assert metrics[0].examples == 20 and math.isfinite(metrics[0].mean_loss)
+
+
+@pytest.mark.parametrize(("call", "named"), [
+    (lambda p, o, c, d: p.pretrain(d, o, c, num_epochs=0), "num_epochs"),
+    (lambda p, o, c, d: p.pretrain(d, o, c, batch_size=0), "batch_size"),
+    (lambda p, o, c, d: p.finetune(d, o, c, learning_rate=0.0), "learning_rate"),
+])
+def test_pipeline_rejects_bad_arguments(call, named):
+    model = nn.Linear(6, 3)
+    pipeline = TransferLearningPipeline(model, device="cpu")
+    with pytest.raises(ValueError, match=named):
+        call(pipeline, torch.optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), _classification_data(1))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised where CUDA is missing")
+def test_pipeline_names_a_missing_device():
+    with pytest.raises(ValueError, match="device"):
+        TransferLearningPipeline(nn.Linear(2, 2))  # the seed's default, 'cuda'
+
+
+# -- pure helpers ---------------------------------------------------------------------------
+
+
+@given(st.integers(1, 8), st.integers(2, 12))
+def test_split_batch_shifts_bare_sequences_by_one(batch, length):
+    tokens = torch.arange(batch * length).view(batch, length)
+    inputs, targets = split_batch(tokens)
+    assert inputs.shape == targets.shape == (batch, length - 1)
+    assert torch.equal(inputs[:, 1:], targets[:, :-1])
+
+
+def test_split_batch_keeps_pairs_and_rejects_other_shapes():
+    pair = (torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
+    assert split_batch(pair) == pair
+    with pytest.raises(ValueError, match="parts"):
+        split_batch((torch.zeros(1), torch.zeros(1), torch.zeros(1)))
+    with pytest.raises(ValueError, match="token-id"):
+        split_batch(torch.zeros(2, 3))
+
+
+def test_flat_loss_averages_over_every_unpadded_prediction():
+    logits = torch.randn(2, 3, 5)
+    targets = torch.tensor([[1, 2, -100], [0, -100, -100]])
+    expected = nn.functional.cross_entropy(logits[targets != -100], targets[targets != -100])
+    assert flat_loss(nn.CrossEntropyLoss(), logits, targets) == pytest.approx(expected.item())
+
+
+def test_pretraining_key_changes_with_every_part(digits_micro):
+    key = pretraining_key(digits_micro, 0, "cpu", 10)
+    assert key == pretraining_key(Digits("micro"), 0, "cpu", 10)
+    others = {pretraining_key(digits_micro, 1, "cpu", 10), pretraining_key(digits_micro, 0, "cuda", 10),
+              pretraining_key(digits_micro, 0, "cpu", 11), pretraining_key(Digits("small"), 0, "cpu", 10),
+              pretraining_key(Digits("micro", data_seed=1), 0, "cpu", 10)}
+    assert key not in others and len(others) == 5
+
+
+# -- the engine plug-in ---------------------------------------------------------------------
+
+
+class _WeightsAtStart(AllExamples):
+    """Select stage that records the model's weights and rate when training starts (setup runs
+    after init, before the schedule's)."""
+
+    def setup(self, ctx):
+        super().setup(ctx)
+        self.weights = {name: t.detach().clone() for name, t in ctx.model.state_dict().items()}
+        self.lr = ctx.optimizer.param_groups[0]["lr"]
+
+
+def _transfer_trial(workload, **config):
+    recorder = _WeightsAtStart()
+    plugin = get_technique("transfer").plugin(workload, {"pretrain_steps": PRETRAIN_STEPS, **config})
+    result = run_trial(workload, 0, [plugin, Plugin("recorder", select=recorder)], device="cpu", budget=BUDGET)
+    assert result.status == "missed", result.error
+    return result, recorder
+
+
+PRETRAIN_FIELDS = ("steps_pretrain", "examples_pretrain", "flops_pretrain")
+
+
+def test_plugin_pretrains_once_then_reuses_the_cache_at_full_charge(digits_micro):
+    first, recorder = _transfer_trial(digits_micro)
+    second, _ = _transfer_trial(digits_micro)
+    stats = first.technique_stats["transfer"], second.technique_stats["transfer"]
+    assert [s["pretrain_cache_hit"] for s in stats] == [False, True]
+    batch = digits_micro.hparams.batch_size
+    assert first.ledger.steps_pretrain == PRETRAIN_STEPS and first.ledger.examples_pretrain == PRETRAIN_STEPS * batch
+    assert first.ledger.flops_pretrain > 0 and first.ledger.wall_pretrain_s > 0
+    for name in (*PRETRAIN_FIELDS, "wall_pretrain_s", "energy_pretrain_j"):
+        assert getattr(second.ledger, name) == getattr(first.ledger, name)
+    # a hit changes nothing downstream: same weights, same training
+    assert [p.val_loss for p in second.curve] == [p.val_loss for p in first.curve]
+    (entry,) = cache_dir().glob("*.pt")
+    cached = Pretrained.load(entry)
+    assert all(torch.equal(recorder.weights[name], cached.state_dict[name]) for name in cached.state_dict)
+    assert first.ledger.steps == BUDGET.max_steps  # finetuning is counted apart from pretraining
+
+
+def test_plugin_scales_the_finetuning_rate_and_can_skip_the_cache(digits_micro):
+    result, recorder = _transfer_trial(digits_micro, finetune_lr_scale=0.1, cache=False)
+    assert recorder.lr == pytest.approx(0.1 * digits_micro.hparams.lr)
+    assert result.technique_stats["transfer"]["pretrain_cache_hit"] is False
+    assert not cache_dir().exists()
+
+
+class _NoSource(Digits):
+    def _build_data(self):
+        return {**super()._build_data(), "source_train": None, "source_val": None}
+
+
+@pytest.mark.parametrize(("config", "named"), [
+    ({"pretrain_steps": 0}, "pretrain_steps"),
+    ({"finetune_lr_scale": 0.0}, "finetune_lr_scale"),
+    ({"cache": "yes"}, "cache"),
+])
+def test_plugin_rejects_bad_config(digits_micro, config, named):
+    with pytest.raises(ValueError, match=named):
+        get_technique("transfer").plugin(digits_micro, config)
+
+
+def test_plugin_needs_source_data():
+    with pytest.raises(ValueError, match="source data"):
+        get_technique("transfer").plugin(_NoSource("micro"))
