@@ -22,7 +22,7 @@ def _specs() -> list[TechniqueSpec]:
 
 
 _MODULES: tuple[str, ...] = ("data_augmentation", "transfer_learning", "dynamic_lr_scheduler", "curriculum_learning",
-                             "active_learning")
+                             "active_learning", "difficulty_prediction")
 
 
 def technique_specs() -> dict[str, TechniqueSpec]:
