@@ -96,20 +96,20 @@ def restart_period_steps(steps: int, cycles: int) -> int:
 # -- the seed's API -------------------------------------------------------------------------
 
 
-def _check_rule_arguments(patience: int, increase_factor: float, decrease_factor: float,
-                          min_lr_factor: float, max_lr_factor: float, threshold: float) -> None:
+def _check_rule(patience: int, increase_factor: float, decrease_factor: float) -> None:
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
         raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
     if not increase_factor >= 1.0:
         raise ValueError(f"increase_factor must be >= 1 (it raises the rate), got {increase_factor!r}")
     if not 0.0 < decrease_factor <= 1.0:
         raise ValueError(f"decrease_factor must be in (0, 1] (it cuts the rate), got {decrease_factor!r}")
+
+
+def _check_bounds(min_lr_factor: float, max_lr_factor: float) -> None:
     if not 0.0 < min_lr_factor <= 1.0:
         raise ValueError(f"min_lr_factor must be in (0, 1], got {min_lr_factor!r}")
     if not max_lr_factor >= 1.0:
         raise ValueError(f"max_lr_factor must be >= 1, got {max_lr_factor!r}")
-    if not threshold >= 0.0:
-        raise ValueError(f"threshold must be >= 0, got {threshold!r}")
 
 
 class DynamicLRScheduler:
@@ -119,8 +119,10 @@ class DynamicLRScheduler:
     def __init__(self, optimizer: torch.optim.Optimizer, patience: int = 5, increase_factor: float = 1.1,
                  decrease_factor: float = 0.5, *, min_lr_factor: float = 1e-3, max_lr_factor: float = 10.0,
                  threshold: float = 1e-4) -> None:
-        _check_rule_arguments(patience, increase_factor, decrease_factor, min_lr_factor, max_lr_factor,
-                              threshold)
+        _check_rule(patience, increase_factor, decrease_factor)
+        _check_bounds(min_lr_factor, max_lr_factor)
+        if not threshold >= 0.0:
+            raise ValueError(f"threshold must be >= 0, got {threshold!r}")
         self.optimizer = optimizer
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self._rule = {"patience": patience, "increase_factor": increase_factor,
@@ -173,8 +175,7 @@ def create_dynamic_scheduler(optimizer: torch.optim.Optimizer, scheduler_type: s
     `steps_per_epoch`) and peaks by default at each group's current rate (`max_lr`), with
     torch's other defaults (which also cycle Adam's beta1 / SGD's momentum).
     """
-    _check_rule_arguments(patience, increase_factor, decrease_factor, kwargs.get("min_lr_factor", 1e-3),
-                          kwargs.get("max_lr_factor", 10.0), kwargs.get("threshold", 1e-4))
+    _check_rule(patience, increase_factor, decrease_factor)
     if scheduler_type == "dynamic":
         unknown = sorted(set(kwargs) - {"min_lr_factor", "max_lr_factor", "threshold"})
         if unknown:
@@ -283,8 +284,8 @@ def _check_config(config: Mapping[str, Any]) -> None:
     if config["scheduler_type"] not in SCHEDULER_TYPES:
         raise ValueError(f"scheduler_type must be one of {', '.join(SCHEDULER_TYPES)}, "
                          f"got {config['scheduler_type']!r}")
-    _check_rule_arguments(config["patience"], config["increase_factor"], config["decrease_factor"],
-                          config["min_lr_factor"], config["max_lr_factor"], threshold=0.0)
+    _check_rule(config["patience"], config["increase_factor"], config["decrease_factor"])
+    _check_bounds(config["min_lr_factor"], config["max_lr_factor"])
     if not 0.0 <= config["loss_smoothing"] < 1.0:
         raise ValueError(f"loss_smoothing must be in [0, 1), got {config['loss_smoothing']!r}")
     if isinstance(config["cycles"], bool) or not isinstance(config["cycles"], int) or config["cycles"] < 1:

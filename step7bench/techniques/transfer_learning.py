@@ -195,8 +195,13 @@ class Pretrained:
         entry = {"state_dict": self.state_dict, "source_val_loss": self.source_val_loss,
                  "ledger": {name: getattr(self.ledger, name) for name in Ledger.field_names()}}
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-            torch.save(entry, handle)
-        os.replace(handle.name, path)
+            temporary = Path(handle.name)
+            try:
+                torch.save(entry, handle)
+            except BaseException:
+                temporary.unlink()
+                raise
+        os.replace(temporary, path)
 
     @classmethod
     def load(cls, path: Path) -> Pretrained:

@@ -181,6 +181,7 @@ def test_one_cycle_holds_its_last_rate_past_total_steps():
     ({"patience": -1}, "patience"),
     ({"max_lr_factor": 0.5}, "max_lr_factor"),
     ({"min_lr_factor": 0.0}, "min_lr_factor"),
+    ({"threshold": -0.1}, "threshold"),
     ({"T_0": 5}, "T_0"),
     ({"scheduler_type": "one_cycle"}, "total_steps"),
 ])
