@@ -22,7 +22,7 @@ def _specs() -> list[TechniqueSpec]:
 
 
 _MODULES: tuple[str, ...] = ("data_augmentation", "transfer_learning", "dynamic_lr_scheduler", "curriculum_learning",
-                             "active_learning", "difficulty_prediction")
+                             "active_learning", "difficulty_prediction", "gradient_caching", "distributed_optimizations")
 
 
 def technique_specs() -> dict[str, TechniqueSpec]:

@@ -1,0 +1,511 @@
+"""Gradient caching: when a batch looks like one seen before, skip its backward pass and
+apply the gradient cached for that earlier batch (the seed document claims 1.25x at a 20% hit
+rate).
+
+No established method saves compute this way: GradCache (Gao et al. 2021) is a memory
+technique with exact gradients, SAG/SAGA keep per-example gradients to cut variance, LAG skips
+communication. A hit saves at most the backward pass (about two thirds of a step's FLOPs) and
+applies a stale gradient, so this module measures the staleness too.
+
+How it works, per batch:
+
+- **Signature.** The last-layer gradient proxy of CRAIG (Mirzasoleiman et al. 2020):
+  ``G = sum_i (p_i - onehot(y_i)) h_i^T``, where ``h_i`` is the input of the model's output
+  layer and ``p_i`` the softmax of the logits. G is exactly the (unnormalised) gradient of the
+  loss with respect to the output layer's weight, so batches with similar G push the head the
+  same way. G is C x d (vocabulary x width for language models), too big to keep per entry, so
+  it is sketched without being formed: ``S = (E R_c)^T (H R_d)`` with E the stacked errors,
+  H the stacked hidden states and R_c, R_d fixed Gaussian matrices. ``vec(S) = (R_c ⊗ R_d)^T
+  vec(G)``, a Kronecker Johnson-Lindenstrauss projection that preserves inner products in
+  expectation (Rakhshan & Rabusseau 2020), so cosines of sketches estimate cosines of G.
+- **Look-up.** One batched cosine similarity of the sketch against every cached sketch; the
+  best match is a hit when its cosine is at or above `similarity_threshold`.
+- **Hit.** The backward pass is skipped; the cached gradient is loaded into ``.grad`` and the
+  optimizer takes its usual single step. **Miss.** The fresh gradient is computed, then cached.
+- **Eviction.** The cache is a ring of `cache_size` entries; when full, the oldest entry is
+  replaced (FIFO), because a gradient's staleness grows with its age. It holds
+  `cache_size` x parameter count gradients (fp32 unless the parameters are not), reported as
+  `cache_bytes`; it may live on the CPU (`cache_device`).
+- **Audit.** On a sampled fraction of hits the fresh gradient is computed anyway and its cosine
+  with the cached one recorded (`cached_vs_fresh_cosine`): the honest measure of what a hit
+  costs in gradient quality. The audit is reported apart (`audit_s`, the ledger's
+  `wall_audit_s`/`flops_audit`) and not charged to the technique.
+
+The random control (`gradient_caching_random`) reuses a uniformly drawn cached gradient at a
+fixed rate, with no signature: it tells whether *similarity* matters or only the skipping.
+
+Under data parallelism the sketch is summed across ranks before the look-up (G is a sum over
+examples, so the sum of the ranks' sketches is the global batch's sketch): every rank then
+takes the same hit decision, and their caches stay identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from step7bench.engine.context import TrialContext
+from step7bench.engine.stages import Plugin, StepStage
+from step7bench.seeding import derive_seed
+from step7bench.techniques.registry import TechniqueSpec
+from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
+
+SKETCH_WIDTH = 16  # rows of R_c and of R_d: a 256-number signature per batch
+
+
+# -- pure math ------------------------------------------------------------------------------
+
+
+def output_error(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    """``softmax(logits) - onehot(targets)`` per predicted position, shape (N, C): the gradient
+    of the summed cross-entropy with respect to the logits. Logits (B, C) or (B, T, C); rows of
+    ignored targets are zero."""
+    flat_logits = logits.detach().flatten(0, -2).float()
+    flat_targets = targets.flatten()
+    kept = flat_targets != ignore_index
+    error = torch.softmax(flat_logits, dim=-1)
+    rows = torch.arange(len(flat_targets), device=error.device)
+    error[rows[kept], flat_targets[kept]] -= 1.0
+    return error * kept.unsqueeze(1)
+
+
+def sketch_last_layer_gradient(error: torch.Tensor, hidden: torch.Tensor, projection_out: torch.Tensor,
+                               projection_hidden: torch.Tensor) -> torch.Tensor:
+    """Flattened ``(E R_c)^T (H R_d)``: the sketch of ``G = E^T H`` under the Kronecker projection
+    ``R_c ⊗ R_d``, never forming G. error (N, C), hidden (N, d), projections (C, k) and (d, l);
+    returns (k * l,)."""
+    return ((error @ projection_out).T @ (hidden.float() @ projection_hidden)).flatten()
+
+
+def cosine_to_rows(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of `query` (k,) with each row of `rows` (n, k), in one batched op."""
+    return F.cosine_similarity(rows, query.unsqueeze(0), dim=1)
+
+
+def flatten_gradients(parameters: list[nn.Parameter]) -> torch.Tensor:
+    """Every parameter's gradient in one vector (zeros where a parameter has none)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in parameters])
+
+
+def load_gradients(parameters: list[nn.Parameter], flat: torch.Tensor) -> None:
+    """Set each parameter's ``.grad`` from its slice of `flat` (the inverse of flatten_gradients)."""
+    offset = 0
+    for p in parameters:
+        p.grad = flat[offset:offset + p.numel()].view_as(p).to(p.device, p.dtype, copy=True)
+        offset += p.numel()
+
+
+# -- the cache -------------------------------------------------------------------------------
+
+
+class GradientCache:
+    """A ring of (signature, flat gradient) entries; when full the oldest is replaced (FIFO)."""
+
+    def __init__(self, capacity: int, parameter_count: int, device: torch.device, dtype: torch.dtype) -> None:
+        self.capacity = capacity
+        self.gradients = torch.zeros(capacity, parameter_count, device=device, dtype=dtype)
+        self.signatures: torch.Tensor | None = None  # allocated on the first signed insert
+        self._next = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes reserved for gradients and signatures (the full capacity, allocated up front)."""
+        signature_bytes = 0 if self.signatures is None else self.signatures.nbytes
+        return self.gradients.nbytes + signature_bytes
+
+    def insert(self, gradient: torch.Tensor, signature: torch.Tensor | None) -> None:
+        if signature is not None:
+            if self.signatures is None:
+                self.signatures = torch.zeros(self.capacity, signature.numel(), device=signature.device)
+            self.signatures[self._next] = signature
+        self.gradients[self._next] = gradient.to(self.gradients.device, self.gradients.dtype)
+        self._next = (self._next + 1) % self.capacity
+        self._size = min(self._size + 1, self.capacity)
+
+    def best_match(self, signature: torch.Tensor) -> tuple[int, float] | None:
+        """Index and cosine of the cached signature most similar to `signature`, or None if empty."""
+        if self._size == 0 or self.signatures is None:
+            return None
+        similarity = cosine_to_rows(signature, self.signatures[: self._size])
+        index = int(similarity.argmax())
+        return index, float(similarity[index])
+
+
+# -- when to reuse -----------------------------------------------------------------------------
+
+
+class ReusePolicy(Protocol):
+    needs_signature: bool
+
+    def choose(self, cache: GradientCache, signature: torch.Tensor | None) -> tuple[int, float] | None:
+        """(entry to reuse, its similarity) on a hit; None on a miss."""
+
+
+@dataclass
+class SimilarReuse:
+    """Reuse the most similar cached gradient when its cosine is >= `threshold`."""
+
+    threshold: float
+    needs_signature: bool = True
+
+    def choose(self, cache: GradientCache, signature: torch.Tensor | None) -> tuple[int, float] | None:
+        match = cache.best_match(signature)
+        return match if match is not None and match[1] >= self.threshold else None
+
+
+@dataclass
+class RandomReuse:
+    """The control: with probability `rate`, reuse a uniformly drawn cached gradient."""
+
+    rate: float
+    generator: torch.Generator
+    needs_signature: bool = False
+
+    def choose(self, cache: GradientCache, signature: torch.Tensor | None) -> tuple[int, float] | None:
+        draw, pick = torch.rand(2, generator=self.generator).tolist()
+        if len(cache) == 0 or draw >= self.rate:
+            return None
+        return int(pick * len(cache)), float("nan")
+
+
+# -- the signature ---------------------------------------------------------------------------------
+
+
+def output_layer(model: nn.Module) -> nn.Linear:
+    """The model's last `nn.Linear` in module order: the layer that produces the logits."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("model: gradient caching needs an nn.Linear output layer to sign batches")
+    return linears[-1]
+
+
+class LastLayerSigner:
+    """Captures the output layer's input on every forward and sketches G from it.
+
+    The Gaussian projections are drawn once, from (seed, 'gradient-cache-sketch'), so every
+    rank and every run with the seed draws the same ones.
+    """
+
+    def __init__(self, model: nn.Module, seed: int) -> None:
+        self._head = output_layer(model)
+        self._hidden: torch.Tensor | None = None
+        self._head.register_forward_hook(self._capture)
+        generator = torch.Generator().manual_seed(derive_seed(seed, "gradient-cache-sketch"))
+        self._projection_out = torch.randn(self._head.out_features, SKETCH_WIDTH, generator=generator)
+        self._projection_hidden = torch.randn(self._head.in_features, SKETCH_WIDTH, generator=generator)
+
+    def _capture(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        self._hidden = inputs[0].detach()
+
+    def sign(self, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+        if self._hidden is None:
+            raise RuntimeError("the output layer did not run in the last forward pass")
+        device = logits.device
+        if self._projection_out.device != device:
+            self._projection_out = self._projection_out.to(device)
+            self._projection_hidden = self._projection_hidden.to(device)
+        error = output_error(logits, targets, ignore_index)
+        return sketch_last_layer_gradient(error, self._hidden.flatten(0, -2), self._projection_out,
+                                          self._projection_hidden)
+
+
+# -- one cached step, shared by the user's trainer and the engine plug-in --------------------------------
+
+
+class Doors(Protocol):
+    """How a cached step reaches the model and books its time (the engine's ctx, or plain calls)."""
+
+    def overhead(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def audit(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def backward(self, loss: torch.Tensor) -> None: ...
+
+    def optimizer_step(self) -> None: ...
+
+
+@dataclass
+class CacheStatistics:
+    hits: int = 0
+    misses: int = 0
+    similarity_on_hits: float = 0.0  # sum over hits; nan for the control, which has no similarity
+    audit_cosines: list[float] = field(default_factory=list)
+
+    def as_dict(self, cache: GradientCache) -> dict[str, Any]:
+        lookups = self.hits + self.misses
+        return {
+            "hit_rate": self.hits / lookups if lookups else 0.0,
+            "hits": self.hits,
+            "misses": self.misses,
+            "mean_similarity_on_hit": self.similarity_on_hits / self.hits if self.hits else float("nan"),
+            "cached_vs_fresh_cosine": (sum(self.audit_cosines) / len(self.audit_cosines)
+                                       if self.audit_cosines else float("nan")),
+            "audited_hits": len(self.audit_cosines),
+            "cache_entries": len(cache),
+            "cache_bytes": cache.nbytes,
+        }
+
+
+class CachedStep:
+    """Decide hit or miss for one batch whose forward pass has run, then take one optimizer step."""
+
+    def __init__(self, model: nn.Module, cache_size: int, policy: ReusePolicy, audit_fraction: float, seed: int,
+                 cache_device: torch.device | None = None) -> None:
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        first = self.parameters[0]
+        self.cache = GradientCache(cache_size, sum(p.numel() for p in self.parameters),
+                                   cache_device or first.device, first.dtype)
+        self.policy = policy
+        self.signer = LastLayerSigner(model, seed) if policy.needs_signature else None
+        self.audit_fraction = audit_fraction
+        self._audit_generator = torch.Generator().manual_seed(derive_seed(seed, "gradient-cache-audit"))
+        self.statistics = CacheStatistics()
+
+    def run(self, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int,
+            doors: Doors) -> bool:
+        """Apply a cached or a fresh gradient and step; True on a hit."""
+        with doors.overhead():
+            signature = self._signature(logits, targets, ignore_index)
+            choice = self.policy.choose(self.cache, signature)
+        if choice is None:
+            doors.backward(loss)
+            with doors.overhead():
+                self.cache.insert(flatten_gradients(self.parameters), signature)
+            self.statistics.misses += 1
+        else:
+            index, similarity = choice
+            if float(torch.rand((), generator=self._audit_generator)) < self.audit_fraction:
+                with doors.audit():
+                    self._audit(loss, index)
+            with doors.overhead():
+                load_gradients(self.parameters, self.cache.gradients[index])
+            self.statistics.hits += 1
+            self.statistics.similarity_on_hits += similarity
+        doors.optimizer_step()
+        return choice is not None
+
+    def _signature(self, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor | None:
+        if self.signer is None:
+            return None
+        signature = self.signer.sign(logits, targets, ignore_index)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(signature)  # the global batch's sketch: every rank decides alike
+        return signature
+
+    def _audit(self, loss: torch.Tensor, index: int) -> None:
+        loss.backward()
+        fresh = flatten_gradients(self.parameters)
+        cached = self.cache.gradients[index].to(fresh.device, fresh.dtype)
+        self.statistics.audit_cosines.append(float(F.cosine_similarity(fresh, cached, dim=0)))
+
+
+# -- the seed's API --------------------------------------------------------------------------------------
+
+
+def _check_in_range(name: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value!r}")
+
+
+def _check_settings(cache_size: int, audit_fraction: float) -> None:
+    if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 1:
+        raise ValueError(f"cache_size must be a positive integer, got {cache_size!r}")
+    _check_in_range("audit_fraction", audit_fraction, 0.0, 1.0)
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    resolved = torch.device(device)
+    if resolved.type not in {"cpu", "cuda"}:
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    return resolved
+
+
+class _TimedDoors:
+    """Doors for a user's loop: plain calls, with overhead and audit seconds added up."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+        self.optimizer = optimizer
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.overhead_s = 0.0
+        self.audit_s = 0.0
+
+    @contextlib.contextmanager
+    def _timed(self, bucket: str) -> Iterator[None]:
+        self.sync()
+        start_s = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            setattr(self, bucket, getattr(self, bucket) + time.perf_counter() - start_s)
+
+    def overhead(self) -> contextlib.AbstractContextManager[None]:
+        return self._timed("overhead_s")
+
+    def audit(self) -> contextlib.AbstractContextManager[None]:
+        return self._timed("audit_s")
+
+    def backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+
+    def optimizer_step(self) -> None:
+        self.optimizer.step()
+
+
+def apply_criterion(criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
+                    targets: torch.Tensor) -> torch.Tensor:
+    """`criterion` on (B, C) logits as given, on (B, T, V) logits flattened to (B*T, V)."""
+    if logits.dim() == 3:
+        return criterion(logits.flatten(0, 1), targets.flatten())
+    return criterion(logits, targets)
+
+
+class GradientCachingTrainer:
+    """The seed's trainer: ``loss, used_cache = trainer.train_step(x, y, optimizer, criterion)``.
+
+    `audit_fraction` of hits also compute the fresh gradient to measure staleness (reported,
+    not counted in `overhead_s`); `seed` fixes the sketch and the audit draws; `cache_device`
+    (default: `device`) may be 'cpu' to keep the cache off the accelerator.
+    """
+
+    def __init__(self, model: nn.Module, cache_size: int = 100, similarity_threshold: float = 0.9,
+                 device: str | torch.device = "cuda", *, audit_fraction: float = 0.1, seed: int = 0,
+                 cache_device: str | torch.device | None = None) -> None:
+        _check_settings(cache_size, audit_fraction)
+        _check_in_range("similarity_threshold", similarity_threshold, -1.0, 1.0)  # a cosine
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device)
+        self._step = CachedStep(self.model, cache_size, SimilarReuse(similarity_threshold), audit_fraction, seed,
+                                _resolve_device(cache_device) if cache_device is not None else self.device)
+        self._overhead_s = 0.0
+        self._audit_s = 0.0
+
+    def train_step(self, x_batch: torch.Tensor, y_batch: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> tuple[float, bool]:
+        """One optimizer step on the batch; returns (loss, whether a cached gradient was used)."""
+        self.model.train()
+        optimizer.zero_grad(set_to_none=True)
+        x_batch, y_batch = x_batch.to(self.device), y_batch.to(self.device)
+        logits = self.model(x_batch)
+        loss = apply_criterion(criterion, logits, y_batch)
+        doors = _TimedDoors(optimizer, self.device)
+        used_cache = self._step.run(loss, logits, y_batch, getattr(criterion, "ignore_index", IGNORE_INDEX), doors)
+        self._overhead_s += doors.overhead_s
+        self._audit_s += doors.audit_s
+        return float(loss.detach()), used_cache
+
+    def get_cache_statistics(self) -> dict[str, Any]:
+        """hit_rate, hits, misses, mean_similarity_on_hit, cached_vs_fresh_cosine (mean over
+        audited hits; nan before the first), audited_hits, cache_entries, cache_bytes, and
+        overhead_s (signatures, look-ups, cache writes) and audit_s in seconds."""
+        return {**self._step.statistics.as_dict(self._step.cache), "overhead_s": self._overhead_s,
+                "audit_s": self._audit_s}
+
+
+# -- the engine plug-in ----------------------------------------------------------------------------------
+
+
+class _EngineDoors:
+    """Doors through the trial context, so every pass and second reaches the ledger."""
+
+    def __init__(self, ctx: TrialContext, batch: Batch) -> None:
+        self.ctx, self.batch = ctx, batch
+
+    def overhead(self) -> contextlib.AbstractContextManager[None]:
+        return self.ctx.overhead()
+
+    @contextlib.contextmanager
+    def audit(self) -> Iterator[None]:
+        flops = self.ctx.flops.per_example(self.batch.inputs, self.batch.targets)
+        self.ctx.ledger.flops_audit += flops.backward * len(self.batch)
+        with self.ctx.audit():
+            yield
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.ctx.backward(loss, self.batch)
+
+    def optimizer_step(self) -> None:
+        self.ctx.optimizer_step()
+
+
+class CachedGradientStepStage(StepStage):
+    """Step stage: one forward (training), then a cached or a fresh gradient, one optimizer step."""
+
+    def __init__(self, cache_size: int, make_policy: Callable[[TrialContext], ReusePolicy], audit_fraction: float,
+                 cache_on_cpu: bool) -> None:
+        self._cache_size = cache_size
+        self._make_policy = make_policy
+        self._audit_fraction = audit_fraction
+        self._cache_on_cpu = cache_on_cpu
+
+    def setup(self, ctx: TrialContext) -> None:
+        with ctx.overhead():  # allocating the cache is the technique's cost
+            self._step = CachedStep(ctx.model, self._cache_size, self._make_policy(ctx), self._audit_fraction,
+                                    ctx.seed, torch.device("cpu") if self._cache_on_cpu else ctx.device)
+
+    def step(self, ctx: TrialContext, batch: Batch) -> torch.Tensor | None:
+        logits = ctx.forward(batch)
+        loss = ctx.workload.loss(logits, batch.targets)
+        self._step.run(loss, logits, batch.targets, IGNORE_INDEX, _EngineDoors(ctx, batch))
+        return loss.detach()
+
+    def stats(self) -> dict[str, Any]:
+        return self._step.statistics.as_dict(self._step.cache)
+
+
+def _build(workload: Workload, config: Mapping[str, Any]) -> Plugin:
+    _check_settings(config["cache_size"], config["audit_fraction"])
+    _check_in_range("similarity_threshold", config["similarity_threshold"], -1.0, 1.0)
+    threshold = config["similarity_threshold"]
+    stage = CachedGradientStepStage(config["cache_size"], lambda ctx: SimilarReuse(threshold),
+                                    config["audit_fraction"], config["cache_on_cpu"])
+    return Plugin("gradient_caching", step=stage)
+
+
+def _build_random(workload: Workload, config: Mapping[str, Any]) -> Plugin:
+    _check_settings(config["cache_size"], config["audit_fraction"])
+    _check_in_range("reuse_rate", config["reuse_rate"], 0.0, 1.0)
+    rate = config["reuse_rate"]
+    stage = CachedGradientStepStage(
+        config["cache_size"], lambda ctx: RandomReuse(rate, ctx.torch_generator("gradient-cache-random-reuse")),
+        config["audit_fraction"], config["cache_on_cpu"])
+    return Plugin("gradient_caching_random", step=stage)
+
+
+_COMMON_DEFAULTS = {
+    "cache_size": 100,        # the seed's default
+    "audit_fraction": 0.1,    # hits that also compute the fresh gradient, to measure staleness
+    "cache_on_cpu": False,    # keep the cache on the CPU to spare accelerator memory
+}
+
+SPEC = TechniqueSpec(
+    name="gradient_caching",
+    summary="skip the backward pass of a batch whose last-layer gradient sketch matches a cached one",
+    stages=("step",),
+    build=_build,
+    defaults={**_COMMON_DEFAULTS, "similarity_threshold": 0.9},  # the seed's threshold
+    control="gradient_caching_random",
+)
+
+RANDOM_SPEC = TechniqueSpec(
+    name="gradient_caching_random",
+    summary="control: reuse a random cached gradient at a fixed rate (set it to the technique's hit rate)",
+    stages=("step",),
+    build=_build_random,
+    defaults={**_COMMON_DEFAULTS, "reuse_rate": 0.2},  # the seed's claimed 20% hit rate
+    is_control=True,
+)
+
+SPECS = (SPEC, RANDOM_SPEC)
