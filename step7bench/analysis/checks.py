@@ -1,0 +1,102 @@
+"""Checks that say whether a speedup means what it seems to: the A/A arm, and each data
+technique against its random control.
+
+- A/A: the baseline run again on other seeds, paired with the baseline. Its speedup interval
+  must hold 1 on every metric; where it does not, seed-to-seed noise or a bias in the pairing
+  is large enough to fake a speedup, and that metric's figures are not to be trusted.
+- Controls: a technique that shrinks, reorders or skips data is compared with a random control
+  at the same rate (random order with the same pacing, a random subset of the same size, random
+  skipping at the same rate). Speedup over the control = cost(control) / cost(technique), paired
+  by seed. Only if it beats the control does the technique's *idea* earn credit; otherwise the
+  saving comes from the mere change of dataset size (Wu, Dyer & Neyshabur, ICLR 2021).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from step7bench.analysis.claims import arm_for
+from step7bench.analysis.metrics import Metric
+from step7bench.analysis.speedups import AA_ARM, BootstrapSettings, SpeedupEstimate, estimate, workload_metrics
+
+BEATS, LOSES, TIES = "beats its control", "loses to its control", "not distinguishable from its control"
+
+
+@dataclass(frozen=True)
+class AACheck:
+    """The A/A arm on one workload and metric; `holds_one` says whether its interval contains 1."""
+
+    workload: str
+    metric: str
+    measured: SpeedupEstimate
+
+    @property
+    def holds_one(self) -> bool:
+        return self.measured.interval.holds(1.0)
+
+
+@dataclass(frozen=True)
+class ControlComparison:
+    """A technique against its random control on one workload and metric (finetune accounting)."""
+
+    workload: str
+    technique: str
+    control: str
+    metric: str
+    technique_vs_baseline: SpeedupEstimate | None
+    control_vs_baseline: SpeedupEstimate | None
+    technique_vs_control: SpeedupEstimate | None
+
+    @property
+    def outcome(self) -> str | None:
+        """BEATS when the interval of speedup over the control lies above 1, LOSES below, else TIES."""
+        if self.technique_vs_control is None:
+            return None
+        interval = self.technique_vs_control.interval
+        return BEATS if interval.low > 1 else LOSES if interval.high < 1 else TIES
+
+
+def aa_checks(trials: pd.DataFrame, settings: BootstrapSettings = BootstrapSettings()) -> list[AACheck]:
+    """The A/A arm on every workload that ran one, on every metric the workload spends."""
+    checks = []
+    for workload, workload_trials in trials.groupby("workload", sort=True):
+        if not (workload_trials["arm"] == AA_ARM).any():
+            continue
+        for metric in workload_metrics(workload_trials):
+            measured = estimate(workload_trials, AA_ARM, metric, "finetune", settings)
+            if measured is not None:
+                checks.append(AACheck(str(workload), metric.name, measured))
+    return checks
+
+
+def control_comparisons(trials: pd.DataFrame, controls: Mapping[str, str],
+                        settings: BootstrapSettings = BootstrapSettings()) -> list[ControlComparison]:
+    """Each technique in `controls` (technique name -> its control's name) that ran both alone and
+    as its control, on every workload and metric the workload spends."""
+    comparisons = []
+    for workload, workload_trials in trials.groupby("workload", sort=True):
+        for technique, control in controls.items():
+            technique_arm, control_arm = arm_for(workload_trials, [technique]), _control_arm(workload_trials, control)
+            if technique_arm is None or control_arm is None:
+                continue
+            for metric in workload_metrics(workload_trials):
+                comparisons.append(_compare(workload_trials, str(workload), technique, technique_arm, control,
+                                            control_arm, metric, settings))
+    return comparisons
+
+
+def _control_arm(trials: pd.DataFrame, control: str) -> str | None:
+    found = trials.loc[(trials["arm_kind"] == "control") & (trials["techniques"] == control), "arm"].unique()
+    return str(found[0]) if len(found) else None
+
+
+def _compare(trials: pd.DataFrame, workload: str, technique: str, technique_arm: str, control: str,
+             control_arm: str, metric: Metric, settings: BootstrapSettings) -> ControlComparison:
+    return ControlComparison(
+        workload=workload, technique=technique, control=control, metric=metric.name,
+        technique_vs_baseline=estimate(trials, technique_arm, metric, "finetune", settings),
+        control_vs_baseline=estimate(trials, control_arm, metric, "finetune", settings),
+        technique_vs_control=estimate(trials, technique_arm, metric, "finetune", settings, reference=control_arm))

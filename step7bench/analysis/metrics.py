@@ -1,0 +1,99 @@
+"""Cost to target on every metric, and how pretraining is counted.
+
+A trial's cost is its ledger total at the moment it first reached the validation target. A
+trial that missed the target or diverged has infinite cost on every metric: it is kept, never
+dropped (AlgoPerf, Dahl et al. 2023). A trial that *failed* (raised) measured nothing; it is
+not a cost, and `costs_to_target` refuses it (pairing code leaves failed trials out and
+counts them).
+
+Pretraining (transfer learning) is counted three ways, named by `Accounting`:
+
+- ``finetune``: the plain ledger total, as the seed document counts transfer learning;
+- ``all_in``: plus everything pretraining spent (nothing off the clock);
+- ``amortized``: plus pretraining divided by a stated number of downstream tasks that share
+  one pretrained model.
+
+Only metrics whose pretraining counterpart the ledger records have the last two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+Accounting = Literal["finetune", "all_in", "amortized"]
+ACCOUNTINGS: tuple[Accounting, ...] = ("finetune", "all_in", "amortized")
+
+DEFAULT_DOWNSTREAM_TASKS = 10
+"""Downstream tasks one pretrained model is assumed to serve in the amortized accounting;
+a report states it next to every amortized figure."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One kind of cost. `column` is the trials table's ledger column; the cost in `unit` is
+    `column * scale` (+ `pretrain_column * scale` when pretraining is counted).
+
+    `deterministic` metrics are identical for a seed on the CPU (counts of steps, examples,
+    tokens and FLOPs), so a gate can compare them exactly; the others are noisy measurements.
+    """
+
+    name: str
+    column: str
+    label: str
+    unit: str
+    deterministic: bool
+    pretrain_column: str | None = None
+    scale: float = 1.0
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("steps", "steps", "optimizer steps", "steps", True, "steps_pretrain"),
+    Metric("examples_forward", "examples_forward", "examples through forward", "examples", True,
+           "examples_pretrain"),
+    Metric("examples_backward", "examples_backward", "examples through backward", "examples", True),
+    Metric("tokens_forward", "tokens_forward", "tokens through forward", "tokens", True),
+    Metric("tokens_backward", "tokens_backward", "tokens through backward", "tokens", True),
+    Metric("flops", "flops_total", "FLOPs (forward + backward + overhead)", "FLOP", True, "flops_pretrain"),
+    Metric("wall_s", "wall_s", "wall-clock (training + overhead)", "s", False, "wall_pretrain_s"),
+    Metric("device_hours", "device_s", "device-hours", "device-h", False, "device_pretrain_s", 1 / 3600),
+    Metric("energy_j", "energy_j", "energy", "J", False, "energy_pretrain_j"),
+)
+
+_BY_KEY = {key: metric for metric in METRICS for key in (metric.name, metric.column)}
+
+
+def get_metric(name: str) -> Metric:
+    """The metric called `name`; its ledger column name (e.g. ``device_s``) is accepted too."""
+    if name not in _BY_KEY:
+        raise ValueError(f"metric: unknown metric {name!r} (choose from {', '.join(m.name for m in METRICS)})")
+    return _BY_KEY[name]
+
+
+def supports(metric: Metric, accounting: Accounting) -> bool:
+    """Whether `metric` can be counted under `accounting` (all-in needs a pretraining column)."""
+    return accounting == "finetune" or metric.pretrain_column is not None
+
+
+def costs_to_target(trials: pd.DataFrame, metric: Metric, accounting: Accounting = "finetune",
+                    downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> pd.Series:
+    """Each trial's cost to target in `metric.unit`, indexed like `trials`; inf where the target was
+    missed or the trial diverged.
+
+    Raises ValueError for a failed trial (it measured nothing) or an accounting the metric lacks.
+    """
+    if not supports(metric, accounting):
+        raise ValueError(f"accounting: {metric.name} has no pretraining counterpart for {accounting!r}")
+    if downstream_tasks < 1:
+        raise ValueError(f"downstream_tasks: must be >= 1, got {downstream_tasks}")
+    if (trials["status"] == "failed").any():
+        raise ValueError("trials: failed trials have no cost; leave them out first")
+    cost = trials[metric.column].astype(float)
+    if accounting != "finetune":
+        pretrain = trials[metric.pretrain_column].astype(float)
+        cost = cost + (pretrain if accounting == "all_in" else pretrain / downstream_tasks)
+    cost = cost * metric.scale
+    return cost.where(trials["status"] == "reached", np.inf)

@@ -1,0 +1,101 @@
+"""Trial tables with planted effects, shaped like the results store's, for testing the analysis
+and the reports without training anything.
+
+Every arm of a workload shares each seed's difficulty (a log-normal factor common to all arms
+on that seed, as in a paired design), and adds its own log-normal noise. An arm with speedup
+`s` spends `1/s` of the baseline's cost on every metric; the noisy metrics (wall, device,
+energy) get extra noise of their own, the deterministic ones do not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from step7bench.seeding import numpy_rng
+
+BASE_STEPS = 400
+"""Steps the synthetic baseline needs to reach its target on a seed of median difficulty."""
+
+# Per optimizer step of the synthetic workload: examples, tokens, FLOPs, wall s, energy J.
+_PER_STEP = {"examples": 32, "tokens": 32 * 64, "flops": 2.0e9, "wall_s": 0.05, "energy_j": 1.5}
+
+
+@dataclass(frozen=True)
+class PlantedArm:
+    """One arm of the synthetic table: its speedup on every metric, its kind and its techniques.
+
+    `missed` lists seeds on which it misses the target. `pretrain_steps` > 0 gives it a
+    pretraining bill (transfer learning), charged in the `*_pretrain` columns.
+    """
+
+    name: str
+    speedup: float
+    kind: str = "alone"
+    techniques: str | None = None
+    missed: tuple[int, ...] = ()
+    pretrain_steps: int = 0
+
+
+def synthetic_trials(arms: Sequence[PlantedArm], seeds: Sequence[int], workload: str = "synthetic",
+                     seed_spread: float = 0.3, arm_noise: float = 0.05, measurement_noise: float = 0.05,
+                     aa_seeds: Sequence[int] | None = None, random_seed: int = 0) -> pd.DataFrame:
+    """A trials table with the baseline, `arms`, and an A/A arm on `aa_seeds` (default: seeds
+    offset by 1000). Noise levels are standard deviations of log-normal factors."""
+    rng = numpy_rng(random_seed, f"synthetic:{workload}")
+    aa_seeds = list(aa_seeds) if aa_seeds is not None else [seed + 1000 for seed in seeds]
+    difficulty = {seed: float(rng.lognormal(0.0, seed_spread)) for seed in [*seeds, *aa_seeds]}
+    everyone = [PlantedArm("baseline", 1.0, "baseline", ""), PlantedArm("aa", 1.0, "aa", ""), *arms]
+    rows = []
+    for arm in everyone:
+        for seed in (aa_seeds if arm.kind == "aa" else seeds):
+            rows.append(_trial(rng, arm, seed, workload, difficulty[seed], arm_noise, measurement_noise))
+    frame = pd.DataFrame(rows)
+    frame.insert(0, "trial_id", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def _trial(rng: np.random.Generator, arm: PlantedArm, seed: int, workload: str, difficulty: float,
+           arm_noise: float, measurement_noise: float) -> dict[str, object]:
+    steps = max(1, round(BASE_STEPS * difficulty * rng.lognormal(0.0, arm_noise) / arm.speedup))
+    wall_s = steps * _PER_STEP["wall_s"] * rng.lognormal(0.0, measurement_noise)
+    energy_j = steps * _PER_STEP["energy_j"] * rng.lognormal(0.0, measurement_noise)
+    examples, tokens, flops = steps * _PER_STEP["examples"], steps * _PER_STEP["tokens"], steps * _PER_STEP["flops"]
+    missed = seed in arm.missed
+    pretrain = arm.pretrain_steps
+    return {
+        "run_id": 1, "workload": workload, "preset": "micro", "arm": arm.name, "arm_kind": arm.kind,
+        "techniques": arm.name if arm.techniques is None else arm.techniques, "seed": seed,
+        "status": "missed" if missed else "reached", "steps_to_target": None if missed else steps,
+        "target_val_loss": 2.0, "best_val_loss": 2.1 if missed else 1.99, "error": None, "device": "cpu",
+        "hardware_class": "cpu-synthetic",
+        "steps": steps, "examples_forward": examples, "examples_backward": examples, "tokens_forward": tokens,
+        "tokens_backward": tokens, "examples_overhead": 0, "flops_forward": flops / 3, "flops_backward": 2 * flops / 3,
+        "flops_overhead": 0.0, "wall_train_s": wall_s, "wall_overhead_s": 0.0, "wall_eval_s": 0.1 * wall_s,
+        "device_s": wall_s, "energy_j": energy_j, "energy_eval_j": 0.1 * energy_j, "energy_method": "estimate",
+        "peak_memory_bytes": 2**26, "steps_pretrain": pretrain, "examples_pretrain": pretrain * _PER_STEP["examples"],
+        "flops_pretrain": pretrain * _PER_STEP["flops"], "wall_pretrain_s": pretrain * _PER_STEP["wall_s"],
+        "device_pretrain_s": pretrain * _PER_STEP["wall_s"], "energy_pretrain_j": pretrain * _PER_STEP["energy_j"],
+        "wall_audit_s": 0.0, "flops_audit": 0, "world_size": 1, "wall_s": wall_s, "flops_total": flops,
+        "technique_stats": "{}",
+    }
+
+
+def synthetic_curves(trials: pd.DataFrame, points: int = 8) -> pd.DataFrame:
+    """Validation curves for `trials`: the loss falls geometrically from 4.0 and first reaches the
+    target at the trial's last point when it reached; the ledger grows linearly to its total."""
+    rows = []
+    for trial in trials.itertuples(index=False):
+        final = trial.best_val_loss
+        for k in range(1, points + 1):
+            fraction = k / points
+            row = {"trial_id": trial.trial_id, "step": round(trial.steps * fraction),
+                   "val_loss": 4.0 * (final / 4.0) ** fraction, "train_loss": 4.1 * (final / 4.0) ** fraction}
+            for column in ("steps", "examples_forward", "tokens_forward", "flops_forward", "flops_backward",
+                           "flops_overhead", "wall_train_s", "wall_overhead_s", "device_s", "energy_j"):
+                row[column] = getattr(trial, column) * fraction
+            rows.append(row)
+    return pd.DataFrame(rows)
