@@ -163,8 +163,8 @@ class PaceClock:
     """Curriculum time for dynamic pacing, in units of training progress.
 
     Time runs at `rate` x training progress, the rate set by `next_pace_rate` at each
-    validation check; an improvement is a loss below (1 - `min_improvement`) x the best so
-    far. Time never falls below ``progress * full_at``, so even a curriculum that holds all
+    validation check after the first; an improvement is a loss below (1 - `min_improvement`)
+    x the best so far. Time never falls below ``progress * full_at``, so even a curriculum that holds all
     along has the full data set in play at the end of training.
     """
 
@@ -190,9 +190,11 @@ class PaceClock:
         return self.time
 
     def observe(self, val_loss: float) -> None:
-        improved = val_loss < self.best_val_loss * (1.0 - self.min_improvement)
+        """Set the rate from a validation loss; the first one only sets the reference."""
+        if self.best_val_loss < math.inf:
+            improved = val_loss < self.best_val_loss * (1.0 - self.min_improvement)
+            self.rate = next_pace_rate(self.rate, improved, speedup=self.speedup, max_rate=self.max_rate)
         self.best_val_loss = min(self.best_val_loss, val_loss)
-        self.rate = next_pace_rate(self.rate, improved, speedup=self.speedup, max_rate=self.max_rate)
 
 
 # -- difficulty metrics --------------------------------------------------------------------------
