@@ -326,10 +326,9 @@ def _check_settings(cache_size: int, audit_fraction: float) -> None:
 
 
 def _resolve_device(device: str | torch.device) -> torch.device:
-    resolved = torch.device(device)
-    if resolved.type not in {"cpu", "cuda"}:
+    if str(device).split(":")[0] not in {"cpu", "cuda"}:
         raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return resolved
+    return torch.device(device)
 
 
 class _TimedDoors:
