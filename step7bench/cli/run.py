@@ -1,0 +1,103 @@
+"""`step7bench run`: run a suite into a results folder, resuming what is already there."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from step7bench.errors import UserError
+from step7bench.harness.matrix import parse_shard
+from step7bench.harness.progress import make_progress
+from step7bench.harness.runner import run_suite
+from step7bench.harness.store import ResultsStore
+from step7bench.harness.suite import load_suite
+from step7bench.harness.summary import print_summary
+
+EXIT_TRIAL_FAILED = 1
+EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("run", help="run a suite: every arm on every workload and seed")
+    add_suite_arguments(parser)
+    parser.add_argument("--results", type=Path, help="results folder (default: reports/<suite name>/)")
+    parser.add_argument("--shard", help="run part I of N of the trials, e.g. 2/4 (then `step7bench merge`)")
+    parser.set_defaults(handler=_run)
+
+
+def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
+    """--suite, --device and --seeds, shared with `calibrate`."""
+    parser.add_argument("--suite", required=True, help="a shipped suite's name (smoke, quick, full, gpu) or a path")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--seeds", type=positive_int, help="seeds per arm, overriding the suite's")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _run(args: argparse.Namespace) -> int:
+    suite = load_suite(args.suite)
+    if args.seeds is not None:
+        suite = suite.with_seeds(args.seeds)
+    shard_spec = _shard(args.shard)
+    results_dir = args.results or Path("reports") / suite.name
+    console = summary_console()
+    try:
+        outcome = run_suite(suite, results_dir, make_progress(), device=args.device, shard_spec=shard_spec,
+                            command_line=["step7bench", *sys.argv[1:]])
+    except KeyboardInterrupt:
+        print(f"interrupted: finished trials are saved in {results_dir}; run the same command to resume",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
+    with ResultsStore(results_dir, create=False) as store:
+        trials = store.trials_frame()
+    planned = trials[trials["trial_id"].isin(outcome.planned_ids)]
+    print_summary(planned, console)
+    report = write_report_if_available(results_dir)
+    if report is not None:
+        console.print(f"report: {report}")
+    failed = int((planned["status"] == "failed").sum())
+    if failed:
+        print(f"{failed} trial(s) failed; their errors are in the results (rerun to retry them)", file=sys.stderr)
+    return EXIT_TRIAL_FAILED if failed else 0
+
+
+def summary_console() -> Console:
+    """stdout; off a terminal, wide enough that arm names are not cut."""
+    console = Console(file=sys.stdout)
+    return console if console.is_terminal else Console(file=sys.stdout, width=SUMMARY_WIDTH_CHARS)
+
+
+SUMMARY_WIDTH_CHARS = 200
+
+
+def _shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        return parse_shard(text)
+    except ValueError as exc:
+        raise UserError(f"--shard: {exc}") from None
+
+
+def write_report_if_available(results_dir: Path) -> Path | None:
+    """The hook to the reports: `step7bench.report.write_report(results_dir)` if that exists."""
+    try:
+        report = importlib.import_module("step7bench.report")
+    except ModuleNotFoundError as exc:
+        if exc.name != "step7bench.report":
+            raise
+        return None
+    write_report = getattr(report, "write_report", None)
+    return None if write_report is None else write_report(results_dir)

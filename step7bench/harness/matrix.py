@@ -1,0 +1,142 @@
+"""The trial matrix: the arms of each workload, crossed with the seeds, in a fixed order.
+
+Arms and their kinds (the analysis reads `arm_kind`):
+
+- `baseline`: no technique. `aa`: the baseline again on other seeds (AA_SEED_OFFSET + i,
+  paired with baseline seed i); its speedup over the baseline must come out as 1.
+- `alone`: each technique of `matrix.techniques` by itself. `control`: each technique's random
+  control at the same rate, named by the control's technique name.
+- `stack`: the seed's stack, and the all-techniques stack less those that do not apply to the
+  workload's task. `leave_one_out`: the seed's stack
+  less one technique. `pair`: every two techniques of the seed's stack. `cumulative`: the
+  prefixes of the seed's stack, one per row of the seed's cumulative table.
+
+A stack's arm name is its techniques joined by '+' in the suite's canonical order, so one
+set of techniques is one arm whatever group asked for it: an arm asked for twice (the first
+prefix of the seed's stack is also a technique alone) is kept once, under the first kind in
+the order above. Every arm of a workload runs on the same seeds (a paired design) except `aa`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from step7bench.harness.suite import AA_SEED_OFFSET, Suite, WorkloadEntry
+from step7bench.techniques import TechniqueSpec
+
+ARM_KINDS = ("baseline", "aa", "alone", "control", "stack", "leave_one_out", "pair", "cumulative")
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    kind: str
+    techniques: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial to run: a workload (with its budget and target), an arm and a seed."""
+
+    workload: WorkloadEntry
+    arm: Arm
+    seed: int
+    settings: Mapping[str, Mapping[str, Any]]  # per technique of the arm, as the suite sets them
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that defines the trial's outcome; its hash is the trial id."""
+        w = self.workload
+        return {"workload": w.name, "preset": w.preset, "data_seed": w.data_seed, "arm": self.arm.name,
+                "techniques": list(self.arm.techniques), "seed": self.seed,
+                "max_steps": w.budget.max_steps, "max_seconds": w.budget.max_seconds,
+                "target_val_loss": w.target_val_loss,
+                "settings": {name: dict(self.settings.get(name, {})) for name in self.arm.techniques}}
+
+    @property
+    def trial_id(self) -> str:
+        canonical = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+    def label(self) -> str:
+        return f"{self.workload.key} {self.arm.name} seed {self.seed}"
+
+
+def arm_name(techniques: tuple[str, ...]) -> str:
+    return "+".join(techniques) if techniques else "baseline"
+
+
+def build_arms(suite: Suite, specs: Mapping[str, TechniqueSpec], task: str) -> list[Arm]:
+    """The arms of one workload, in the order of ARM_KINDS, without the ones whose techniques
+    do not apply to `task` (e.g. a sequence-only augmentation on an image classifier)."""
+    order = {name: i for i, name in enumerate(suite.techniques)}
+
+    def stack(names: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(names, key=order.__getitem__))
+
+    groups = set(suite.arm_groups)
+    seed = suite.seed_stack
+    candidates: list[tuple[str, tuple[str, ...]]] = [("baseline", ())]
+    if "aa" in groups:
+        candidates.append(("aa", ()))
+    if "alone" in groups:
+        candidates += [("alone", (name,)) for name in suite.techniques]
+    if "control" in groups:
+        candidates += [("control", (specs[name].control,)) for name in suite.techniques
+                       if specs[name].control is not None]
+    if "seed_stack" in groups:
+        candidates.append(("stack", seed))
+    if "all_stack" in groups:
+        # All techniques stacked means all that apply to the task, not no stack at all.
+        candidates.append(("stack", tuple(t for t in suite.all_stack if task in specs[t].tasks)))
+    if "leave_one_out" in groups:
+        candidates += [("leave_one_out", stack(tuple(t for t in seed if t != left_out))) for left_out in seed]
+    if "pairs" in groups:
+        candidates += [("pair", stack(pair)) for pair in itertools.combinations(seed, 2)]
+    if "cumulative" in groups:
+        candidates += [("cumulative", seed[:end]) for end in range(1, len(seed) + 1)]
+    arms: dict[str, Arm] = {}
+    for kind, techniques in candidates:
+        name = "aa" if kind == "aa" else arm_name(techniques)
+        if name not in arms and all(task in specs[t].tasks for t in techniques):
+            arms[name] = Arm(name, kind, techniques)
+    return list(arms.values())
+
+
+def plan_trials(suite: Suite, specs: Mapping[str, TechniqueSpec]) -> list[TrialSpec]:
+    """Every trial of the suite, seed by seed: after k seeds, every arm has k paired results."""
+    arms = {w.key: build_arms(suite, specs, w.task) for w in suite.workloads}
+    trials = []
+    for index in range(suite.seeds):
+        for workload in suite.workloads:
+            for arm in arms[workload.key]:
+                seed = AA_SEED_OFFSET + index if arm.kind == "aa" else index
+                settings = {name: suite.settings_for(name) for name in arm.techniques}
+                trials.append(TrialSpec(workload, arm, seed, settings))
+    return trials
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N), 1 <= I <= N; ValueError otherwise."""
+    index_text, _, count_text = text.partition("/")
+    try:
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise ValueError(f"shard must be I/N with integers, e.g. 2/4; got {text!r}") from None
+    if not 1 <= index <= count:
+        raise ValueError(f"shard must be I/N with 1 <= I <= N; got {text!r}")
+    return index, count
+
+
+def shard(trials: list[TrialSpec], index: int, count: int) -> list[TrialSpec]:
+    """Shard `index` of `count` (1-based): every count-th trial of the plan, starting at index.
+
+    Round robin over the plan (not a hash) gives each shard nearly the same mix of workloads,
+    arms and seeds, hence nearly the same run time; the plan is deterministic, so any scheduler
+    may run the shards in any order and `merge` joins them.
+    """
+    return trials[index - 1::count]

@@ -1,0 +1,140 @@
+"""Run a suite into a results folder: resumable, one writer per folder, shardable.
+
+The plan is the suite's trial matrix (optionally one shard of it). Trials already in the
+store are skipped, so re-running the same command after a crash, a kill or Ctrl-C picks up
+where it stopped. Each trial is written atomically when it ends; a trial that raises is
+recorded as failed with its error and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from step7bench.engine import Ledger, Plugin, TrialResult, resolve_device, run_trial
+from step7bench.harness.lock import FolderLock
+from step7bench.harness.matrix import TrialSpec, plan_trials, shard
+from step7bench.harness.progress import PlainProgress, LiveProgress
+from step7bench.harness.store import ResultsStore, TrialRecord
+from step7bench.harness.suite import Suite
+from step7bench.measure.fingerprint import device_fingerprint, git_provenance
+from step7bench import techniques as technique_registry
+from step7bench.techniques import TechniqueSpec
+from step7bench.workloads import Workload, get_workload
+
+ProgressSink = PlainProgress | LiveProgress
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run did: its id, the planned trial ids, how many it ran and how many failed."""
+
+    run_id: str
+    planned_ids: list[str]
+    ran: int
+    skipped: int
+    failed: int
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def plan(suite: Suite, shard_spec: tuple[int, int] | None = None,
+         specs: Mapping[str, TechniqueSpec] | None = None) -> list[TrialSpec]:
+    """The suite's trials, or one shard of them."""
+    trials = plan_trials(suite, technique_registry.technique_specs() if specs is None else specs)
+    return shard(trials, *shard_spec) if shard_spec else trials
+
+
+def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, device: str = "auto",
+              shard_spec: tuple[int, int] | None = None, command_line: Sequence[str] = (),
+              specs: Mapping[str, TechniqueSpec] | None = None) -> RunOutcome:
+    """Run every trial of the plan that the store does not hold yet."""
+    specs = technique_registry.technique_specs() if specs is None else specs
+    trials = plan(suite, shard_spec, specs)
+    torch_device = resolve_device(device)
+    with FolderLock(results_dir), ResultsStore(results_dir) as store:
+        done = store.done_trial_ids()
+        todo = [trial for trial in trials if trial.trial_id not in done]
+        fingerprint = device_fingerprint(torch_device)
+        run_id = store.add_run(_provenance(suite, fingerprint, command_line, shard_spec))
+        runner = _TrialRunner(torch_device, specs, progress)
+        progress.start(len(todo), len(trials) - len(todo))
+        failed = 0
+        try:
+            for trial in todo:
+                started_at = utc_now()
+                result = runner.run(trial)
+                store.add_trial(TrialRecord(trial.trial_id, run_id, trial.arm.name, trial.arm.kind,
+                                            fingerprint["hardware_class"], trial.identity(), started_at,
+                                            utc_now()), result)
+                failed += result.status == "failed"
+        finally:
+            progress.close()
+    return RunOutcome(run_id, [t.trial_id for t in trials], len(todo), len(trials) - len(todo), failed)
+
+
+def _provenance(suite: Suite, fingerprint: dict[str, Any], command_line: Sequence[str],
+                shard_spec: tuple[int, int] | None) -> dict[str, Any]:
+    git = git_provenance()
+    started_at = utc_now()
+    return {
+        # Time and pid name a run uniquely on one machine; shards on other machines differ
+        # in their start times, and `merge` keeps the first of two equal ids.
+        "run_id": f"{started_at}-{os.getpid()}", "started_at": started_at, "git_commit": git["commit"],
+        "git_dirty": git["dirty"], "torch_version": torch.__version__, "device_fingerprint": fingerprint,
+        "hardware_class": fingerprint["hardware_class"], "suite_name": suite.name,
+        "suite_hash": suite.suite_hash, "command_line": " ".join(command_line or sys.argv),
+        "python_version": platform.python_version(),
+        "shard": f"{shard_spec[0]}/{shard_spec[1]}" if shard_spec else None,
+    }
+
+
+class _TrialRunner:
+    """Builds each trial's workload (cached per suite entry) and plugins, and runs it."""
+
+    def __init__(self, device: torch.device, specs: Mapping[str, TechniqueSpec], progress: ProgressSink) -> None:
+        self.device, self.specs, self.progress = device, specs, progress
+        self._workloads: dict[tuple[str, str, int], Workload] = {}
+
+    def workload(self, trial: TrialSpec) -> Workload:
+        entry = trial.workload
+        key = (entry.name, entry.preset, entry.data_seed)
+        if key not in self._workloads:
+            self._workloads[key] = get_workload(entry.name, entry.preset, entry.data_seed)
+        return self._workloads[key]
+
+    def run(self, trial: TrialSpec) -> TrialResult:
+        self.progress.trial_started(trial)
+        try:
+            workload = self.workload(trial)
+            plugins = self.plugins(trial, workload)
+        except Exception as exc:  # a technique that cannot even be built fails its trial only
+            result = _failed_before_start(trial, self.device, exc)
+        else:
+            result = run_trial(workload, trial.seed, plugins, device=self.device,
+                               target_val_loss=trial.workload.target_val_loss, budget=trial.workload.budget,
+                               on_eval=lambda point: self.progress.evaluated(trial, point))
+        self.progress.trial_finished(trial, result)
+        return result
+
+    def plugins(self, trial: TrialSpec, workload: Workload) -> list[Plugin]:
+        return [self.specs[name].plugin(workload, trial.settings.get(name, {})) for name in trial.arm.techniques]
+
+
+def _failed_before_start(trial: TrialSpec, device: torch.device, exc: Exception) -> TrialResult:
+    return TrialResult(
+        status="failed", workload=trial.workload.name, preset=trial.workload.preset,
+        techniques=list(trial.arm.techniques), seed=trial.seed, device=str(device),
+        target_val_loss=trial.workload.target_val_loss, steps_to_target=None, best_val_loss=float("inf"),
+        curve=[], ledger=Ledger(), error="".join(traceback.format_exception(exc)).strip())

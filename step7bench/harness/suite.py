@@ -1,0 +1,285 @@
+"""Suites: which workloads, techniques, arms and seeds a run covers, read from a TOML file.
+
+Everything is validated when the file is loaded, before anything trains: unknown keys, wrong
+types, unknown workload, preset or technique names, stage conflicts between stacked
+techniques, and budgets or targets that cannot work. Each error is one line,
+`FILE:LINE: what is wrong`. The format is documented in `suites/README.md`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from step7bench.engine import StageConflict, check_compatible
+from step7bench.errors import UserError
+from step7bench.harness.checking import Document, KeyPath
+from step7bench import techniques as technique_registry
+from step7bench.techniques import TechniqueSpec
+from step7bench.workloads import Budget, get_workload
+
+SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
+"""The shipped suites; `--suite NAME` means `SUITES_DIR/NAME.toml`."""
+
+ARM_GROUPS = ("baseline", "aa", "alone", "control", "seed_stack", "all_stack", "leave_one_out", "pairs",
+              "cumulative")
+"""Groups of arms a suite may ask for in `matrix.arms` (see `harness.matrix`)."""
+
+_NEEDS_SEED_STACK = ("seed_stack", "leave_one_out", "pairs", "cumulative")
+
+AA_SEED_OFFSET = 10_000
+"""The A/A arm runs the baseline on seeds AA_SEED_OFFSET + i, paired with baseline seed i."""
+
+
+@dataclass(frozen=True)
+class WorkloadEntry:
+    """One workload of a suite at one preset, with the budget and target every arm uses."""
+
+    name: str
+    preset: str
+    task: str
+    budget: Budget
+    target_val_loss: float
+    target_source: str  # "suite", "targets file" or "preset default"
+    data_seed: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.preset}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    description: str
+    seeds: int
+    techniques: tuple[str, ...]  # the canonical order: every stack is named in this order
+    seed_stack: tuple[str, ...]
+    all_stack: tuple[str, ...]
+    arm_groups: tuple[str, ...]
+    workloads: tuple[WorkloadEntry, ...]
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per technique
+    targets_path: Path | None = None
+    calibration_seeds: int = 3
+    calibration_margin: float = 0.02
+    suite_hash: str = ""
+
+    def with_seeds(self, seeds: int) -> Suite:
+        if seeds < 1:
+            raise UserError(f"--seeds must be at least 1, got {seeds}")
+        return dataclasses.replace(self, seeds=seeds)
+
+    def settings_for(self, technique: str) -> dict[str, Any]:
+        return dict(self.settings.get(technique, {}))
+
+
+def suite_path(name_or_path: str) -> Path:
+    """A path as given if it names a file (or ends in .toml), else the shipped suite NAME."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or candidate.exists():
+        if not candidate.is_file():
+            raise UserError(f"suite file {candidate} does not exist")
+        return candidate
+    shipped = SUITES_DIR / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        raise UserError(f"unknown suite {name_or_path!r} (shipped: {', '.join(shipped_suites()) or 'none'}; "
+                        "or give a path to a .toml file)")
+    return shipped
+
+
+def shipped_suites() -> list[str]:
+    return sorted(path.stem for path in SUITES_DIR.glob("*.toml"))
+
+
+def load_suite(name_or_path: str, *, specs: Mapping[str, TechniqueSpec] | None = None,
+               require_targets: bool = True) -> Suite:
+    """Read and validate a suite. `specs` defaults to the technique registry.
+
+    `require_targets=False` accepts workloads without a usable target (what `calibrate` needs).
+    """
+    path = suite_path(name_or_path)
+    return _SuiteReader(Document(path), technique_registry.technique_specs() if specs is None else specs).read(require_targets)
+
+
+class _SuiteReader:
+    TOP_KEYS = ("name", "description", "seeds", "targets", "matrix", "workload", "technique", "calibration")
+    MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms")
+    WORKLOAD_KEYS = ("name", "preset", "max_steps", "max_seconds", "target_val_loss", "data_seed")
+
+    def __init__(self, doc: Document, specs: Mapping[str, TechniqueSpec]) -> None:
+        self.doc, self.specs = doc, specs
+
+    def read(self, require_targets: bool) -> Suite:
+        doc, top = self.doc, self.doc.values
+        doc.check_keys(top, (), self.TOP_KEYS, required=("name", "seeds", "matrix", "workload"))
+        name = doc.get(top, (), "name", "str")
+        if not name:
+            raise doc.fail(("name",), "name must not be empty")
+        matrix = doc.get(top, (), "matrix", "table")
+        techniques, seed_stack, all_stack, arms = self._matrix(matrix)
+        settings = self._settings(doc.get(top, (), "technique", "table", {}))
+        targets_path = self._targets_path(doc.get(top, (), "targets", "str"))
+        targets = load_targets(targets_path) if targets_path and targets_path.is_file() else {}
+        workloads = self._workloads(doc.get(top, (), "workload", "table_list"), targets, require_targets)
+        calibration = doc.get(top, (), "calibration", "table", {})
+        doc.check_keys(calibration, ("calibration",), ("seeds", "margin"))
+        margin = doc.get(calibration, ("calibration",), "margin", "number", 0.02)
+        if not 0 <= margin < 1:
+            raise doc.fail(("calibration", "margin"), f"calibration.margin must be in [0, 1), got {margin}")
+        return Suite(
+            name=name, path=doc.path, description=doc.get(top, (), "description", "str", ""),
+            seeds=doc.get(top, (), "seeds", "positive_int"), techniques=techniques, seed_stack=seed_stack,
+            all_stack=all_stack, arm_groups=arms, workloads=workloads, settings=settings,
+            targets_path=targets_path,
+            calibration_seeds=doc.get(calibration, ("calibration",), "seeds", "positive_int", 3),
+            calibration_margin=float(margin), suite_hash=_hash(doc.path, targets_path))
+
+    # -- matrix -------------------------------------------------------------------------------
+    def _matrix(self, matrix: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
+        doc, here = self.doc, ("matrix",)
+        doc.check_keys(matrix, here, self.MATRIX_KEYS, required=("techniques", "arms"))
+        techniques = self._technique_list(matrix, "techniques", self.specs)
+        order = {name: i for i, name in enumerate(techniques)}
+        stacks = {"techniques": techniques}
+        for key in ("seed_stack", "all_stack"):
+            stack = self._technique_list(matrix, key, order) if key in matrix else []
+            if len(stack) == 1:
+                raise doc.fail((*here, key), f"matrix.{key} must stack at least two techniques")
+            self._check_stages(stack, (*here, key))
+            stacks[key] = tuple(sorted(stack, key=order.__getitem__))
+        arms = doc.get(matrix, here, "arms", "str_list")
+        self._check_arms(arms, stacks)
+        return techniques, stacks["seed_stack"], stacks["all_stack"], tuple(arms)
+
+    def _technique_list(self, matrix: dict[str, Any], key: str, known: Mapping[str, Any]) -> tuple[str, ...]:
+        doc, path = self.doc, ("matrix", key)
+        names = doc.get(matrix, ("matrix",), key, "str_list")
+        for name in names:
+            if name not in known:
+                where = "matrix.techniques" if key != "techniques" else "the technique registry"
+                choices = ", ".join(sorted(known)) or "none registered yet"
+                raise doc.fail(path, f"unknown technique {name!r} in matrix.{key} (not in {where}: {choices})")
+            if key == "techniques" and self.specs[name].is_control:
+                raise doc.fail(path, f"{name!r} is a random control: it gets its own arm through the "
+                                     "'control' arm group, not a place in matrix.techniques")
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise doc.fail(path, f"matrix.{key} names {duplicates[0]!r} twice")
+        return tuple(names)
+
+    def _check_stages(self, stack: tuple[str, ...], path: KeyPath) -> None:
+        try:
+            check_compatible({name: list(self.specs[name].stages) for name in stack})
+        except StageConflict as exc:
+            raise self.doc.fail(path, f"stage conflict: {exc}") from None
+
+    def _check_arms(self, arms: list[str], stacks: dict[str, tuple[str, ...]]) -> None:
+        doc, path = self.doc, ("matrix", "arms")
+        for arm in arms:
+            if arm not in ARM_GROUPS:
+                raise doc.fail(path, f"unknown arm group {arm!r} (choose from {', '.join(ARM_GROUPS)})")
+            if arm in _NEEDS_SEED_STACK and not stacks["seed_stack"]:
+                raise doc.fail(path, f"arm group {arm!r} needs matrix.seed_stack")
+            if arm == "all_stack" and not stacks["all_stack"]:
+                raise doc.fail(path, "arm group 'all_stack' needs matrix.all_stack")
+        if "control" in arms:
+            for name in stacks["techniques"]:
+                control = self.specs[name].control
+                if control is not None and control not in self.specs:
+                    raise doc.fail(path, f"technique {name!r} names the control {control!r}, which is not "
+                                         "registered")
+        if "baseline" not in arms:
+            raise doc.fail(path, "matrix.arms must include 'baseline': every speedup is measured against it")
+
+    # -- technique settings -----------------------------------------------------------------
+    def _settings(self, table: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        doc = self.doc
+        for name, values in table.items():
+            path = ("technique", name)
+            if name not in self.specs:
+                raise doc.fail(path, f"settings for unknown technique {name!r} "
+                                     f"(registered: {', '.join(sorted(self.specs)) or 'none yet'})")
+            doc.get(table, ("technique",), name, "table")
+            doc.check_keys(values, path, self.specs[name].defaults)
+        return {name: dict(values) for name, values in table.items()}
+
+    # -- workloads --------------------------------------------------------------------------
+    def _targets_path(self, relative: str | None) -> Path | None:
+        return None if relative is None else (self.doc.path.parent / relative).resolve()
+
+    def _workloads(self, entries: list[dict[str, Any]], targets: Mapping[str, float],
+                   require_targets: bool) -> tuple[WorkloadEntry, ...]:
+        if not entries:
+            raise self.doc.fail(("workload",), "a suite needs at least one [[workload]]")
+        workloads = [self._workload(i, entry, targets, require_targets) for i, entry in enumerate(entries)]
+        keys = [w.key for w in workloads]
+        for i, key in enumerate(keys):
+            if key in keys[:i]:
+                raise self.doc.fail(("workload", i), f"workload {key} is listed twice")
+        return tuple(workloads)
+
+    def _workload(self, index: int, entry: dict[str, Any], targets: Mapping[str, float],
+                  require_targets: bool) -> WorkloadEntry:
+        doc, here = self.doc, ("workload", index)
+        doc.check_keys(entry, here, self.WORKLOAD_KEYS, required=("name", "preset"))
+        name, preset = doc.get(entry, here, "name", "str"), doc.get(entry, here, "preset", "str")
+        try:
+            workload = get_workload(name, preset)
+        except UserError as exc:
+            raise doc.fail((*here, "preset" if "preset" in str(exc) else "name"), str(exc)) from None
+        default = workload.preset
+        budget = Budget(max_steps=doc.get(entry, here, "max_steps", "positive_int", default.budget.max_steps),
+                        max_seconds=float(doc.get(entry, here, "max_seconds", "positive_number",
+                                                  default.budget.max_seconds)))
+        if budget.max_steps < default.hparams.warmup_steps:
+            raise doc.fail((*here, "max_steps"), f"budget of {budget.max_steps} steps ends inside the preset's "
+                                                 f"{default.hparams.warmup_steps} warm-up steps")
+        target, source = self._target(entry, here, f"{name}/{preset}", targets, default.target_val_loss)
+        if require_targets and not target > 0:
+            raise doc.fail(here, f"workload {name}/{preset} has no reachable target ({target}; a cross-entropy "
+                                 f"never reaches 0): run `step7bench calibrate --suite {doc.path}` or set "
+                                 "target_val_loss")
+        return WorkloadEntry(name=name, preset=preset, task=workload.task, budget=budget,
+                             target_val_loss=target, target_source=source,
+                             data_seed=doc.get(entry, here, "data_seed", "non_negative_int", 0))
+
+    def _target(self, entry: dict[str, Any], here: KeyPath, key: str, targets: Mapping[str, float],
+                preset_default: float) -> tuple[float, str]:
+        if "target_val_loss" in entry:
+            value = self.doc.get(entry, here, "target_val_loss", "positive_number")
+            return float(value), "suite"
+        if key in targets:
+            return targets[key], "targets file"
+        return preset_default, "preset default"
+
+
+def load_targets(path: Path) -> dict[str, float]:
+    """`workload/preset` -> target validation loss, from a targets file written by `calibrate`."""
+    doc = Document(path)
+    doc.check_keys(doc.values, (), ("target",))
+    targets: dict[str, float] = {}
+    for index, entry in enumerate(doc.get(doc.values, (), "target", "table_list", [])):
+        here = ("target", index)
+        doc.check_keys(entry, here, TARGET_RECORD_KEYS, required=("workload", "preset", "target_val_loss"))
+        key = f"{doc.get(entry, here, 'workload', 'str')}/{doc.get(entry, here, 'preset', 'str')}"
+        targets[key] = float(doc.get(entry, here, "target_val_loss", "positive_number"))
+    return targets
+
+
+TARGET_RECORD_KEYS = ("workload", "preset", "target_val_loss", "method", "median_best_val_loss", "margin",
+                      "calibration_seeds", "best_val_losses", "statuses", "max_steps", "max_seconds",
+                      "hardware_class", "git_commit", "calibrated_at")
+"""What a targets file records for each target: the value and how it was set."""
+
+
+def _hash(suite: Path, targets: Path | None) -> str:
+    """SHA-256 of the suite file and its targets file: what the trials were defined by."""
+    digest = hashlib.sha256(suite.read_bytes())
+    if targets is not None and targets.is_file():
+        digest.update(targets.read_bytes())
+    return digest.hexdigest()
