@@ -204,6 +204,8 @@ DEFAULTS: Mapping[str, Any] = {
     "patience": 20,
     "increase_factor": 1.1,
     "decrease_factor": 0.5,
+    # Floor and cap as multiples of the preset's (tuned) rate: an order of magnitude of room
+    # above it for the rule to find a faster rate, bounded so an improving streak cannot run away.
     "min_lr_factor": 1e-3,
     "max_lr_factor": 10.0,
     # EMA weight on the past of the training loss the 'dynamic' rule sees (about 10 steps).
