@@ -16,11 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import pandas as pd
-
 from step7bench.analysis.claims import arm_for
-from step7bench.analysis.metrics import Metric
-from step7bench.analysis.speedups import AA_ARM, BootstrapSettings, SpeedupEstimate, estimate, workload_metrics
+from step7bench.analysis.speedups import AA_ARM, BootstrapSettings, CostTable, SpeedupEstimate, estimate
 
 BEATS, LOSES, TIES = "beats its control", "loses to its control", "not distinguishable from its control"
 
@@ -59,44 +56,41 @@ class ControlComparison:
         return BEATS if interval.low > 1 else LOSES if interval.high < 1 else TIES
 
 
-def aa_checks(trials: pd.DataFrame, settings: BootstrapSettings = BootstrapSettings()) -> list[AACheck]:
+def aa_checks(table: CostTable, settings: BootstrapSettings = BootstrapSettings()) -> list[AACheck]:
     """The A/A arm on every workload that ran one, on every metric the workload spends."""
     checks = []
-    for workload, workload_trials in trials.groupby("workload", sort=True):
-        if not (workload_trials["arm"] == AA_ARM).any():
+    for workload in table.workloads:
+        if AA_ARM not in table.arms(workload):
             continue
-        for metric in workload_metrics(workload_trials):
-            measured = estimate(workload_trials, AA_ARM, metric, "finetune", settings)
+        for metric in table.metrics(workload):
+            measured = estimate(table, workload, AA_ARM, metric, "finetune", settings)
             if measured is not None:
-                checks.append(AACheck(str(workload), metric.name, measured))
+                checks.append(AACheck(workload, metric.name, measured))
     return checks
 
 
-def control_comparisons(trials: pd.DataFrame, controls: Mapping[str, str],
+def control_comparisons(table: CostTable, controls: Mapping[str, str],
                         settings: BootstrapSettings = BootstrapSettings()) -> list[ControlComparison]:
     """Each technique in `controls` (technique name -> its control's name) that ran both alone and
     as its control, on every workload and metric the workload spends."""
     comparisons = []
-    for workload, workload_trials in trials.groupby("workload", sort=True):
+    for workload in table.workloads:
         for technique, control in controls.items():
-            technique_arm, control_arm = arm_for(workload_trials, [technique]), _control_arm(workload_trials, control)
+            technique_arm, control_arm = arm_for(table, workload, [technique]), _control_arm(table, workload, control)
             if technique_arm is None or control_arm is None:
                 continue
-            for metric in workload_metrics(workload_trials):
-                comparisons.append(_compare(workload_trials, str(workload), technique, technique_arm, control,
-                                            control_arm, metric, settings))
+            for metric in table.metrics(workload):
+                comparisons.append(ControlComparison(
+                    workload=workload, technique=technique, control=control, metric=metric.name,
+                    technique_vs_baseline=estimate(table, workload, technique_arm, metric, "finetune", settings),
+                    control_vs_baseline=estimate(table, workload, control_arm, metric, "finetune", settings),
+                    technique_vs_control=estimate(table, workload, technique_arm, metric, "finetune", settings,
+                                                  reference=control_arm)))
     return comparisons
 
 
-def _control_arm(trials: pd.DataFrame, control: str) -> str | None:
-    found = trials.loc[(trials["arm_kind"] == "control") & (trials["techniques"] == control), "arm"].unique()
-    return str(found[0]) if len(found) else None
-
-
-def _compare(trials: pd.DataFrame, workload: str, technique: str, technique_arm: str, control: str,
-             control_arm: str, metric: Metric, settings: BootstrapSettings) -> ControlComparison:
-    return ControlComparison(
-        workload=workload, technique=technique, control=control, metric=metric.name,
-        technique_vs_baseline=estimate(trials, technique_arm, metric, "finetune", settings),
-        control_vs_baseline=estimate(trials, control_arm, metric, "finetune", settings),
-        technique_vs_control=estimate(trials, technique_arm, metric, "finetune", settings, reference=control_arm))
+def _control_arm(table: CostTable, workload: str, control: str) -> str | None:
+    for arm in table.arms(workload):
+        if table.kind(workload, arm) == "control" and table.techniques(workload, arm) == control:
+            return arm
+    return None

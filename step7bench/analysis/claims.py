@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
-import pandas as pd
 
-from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS, Accounting, Metric, get_metric, supports
-from step7bench.analysis.speedups import (AA_ARM, BASELINE_ARM, BootstrapSettings, SpeedupEstimate, estimate,
-                                          paired_costs)
+from step7bench.analysis.metrics import Accounting, Metric, get_metric, supports
+from step7bench.analysis.speedups import AA_ARM, BASELINE_ARM, BootstrapSettings, CostTable, SpeedupEstimate, estimate
 from step7bench.analysis.stats import (NOT_MEASURED, Interval, Verdict, paired_bootstrap, ratio_of_medians,
                                        verdict)
 
@@ -77,86 +75,71 @@ class CumulativeRow:
     interaction_interval: Interval | None
 
 
-def arm_for(trials: pd.DataFrame, techniques: Sequence[str]) -> str | None:
-    """The arm of one workload that runs exactly `techniques` (in any order), controls excluded."""
+def arm_for(table: CostTable, workload: str, techniques: Sequence[str]) -> str | None:
+    """The arm of `workload` that runs exactly `techniques` (in any order), controls excluded."""
     wanted = set(techniques)
-    for arm, kind, joined in trials[["arm", "arm_kind", "techniques"]].drop_duplicates().itertuples(index=False):
-        if arm not in NOT_ARMS and kind != "control" and set(str(joined).split("+")) == wanted:
-            return str(arm)
+    for arm in table.arms(workload):
+        if (arm not in NOT_ARMS and table.kind(workload, arm) != "control"
+                and set(table.techniques(workload, arm).split("+")) == wanted):
+            return arm
     return None
 
 
-def judge_claims(trials: pd.DataFrame, claims: Sequence[Claim], settings: BootstrapSettings = BootstrapSettings(),
-                 downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> list[ClaimResult]:
+def judge_claims(table: CostTable, claims: Sequence[Claim],
+                 settings: BootstrapSettings = BootstrapSettings()) -> list[ClaimResult]:
     """Every claim on every workload, in the claims' order, workloads sorted."""
-    return [_judge(workload_trials, claim, settings, downstream_tasks)
-            for claim in claims for _, workload_trials in trials.groupby("workload", sort=True)]
+    return [_judge(table, workload, claim, settings) for claim in claims for workload in table.workloads]
 
 
-def _judge(trials: pd.DataFrame, claim: Claim, settings: BootstrapSettings, downstream_tasks: int) -> ClaimResult:
+def _judge(table: CostTable, workload: str, claim: Claim, settings: BootstrapSettings) -> ClaimResult:
     metric = get_metric(claim.metric)
     accounting: Accounting = "all_in" if supports(metric, "all_in") else "finetune"
-    arm = arm_for(trials, claim.techniques)
-    measured = estimate(trials, arm, metric, accounting, settings, downstream_tasks) if arm else None
+    arm = arm_for(table, workload, claim.techniques)
+    measured = estimate(table, workload, arm, metric, accounting, settings) if arm else None
     finetune = None
-    if arm and accounting == "all_in" and _pretrained(trials, arm, metric):
-        finetune = estimate(trials, arm, metric, "finetune", settings, downstream_tasks)
+    if arm and accounting == "all_in" and table.pretrained(workload, arm, metric):
+        finetune = estimate(table, workload, arm, metric, "finetune", settings)
     return ClaimResult(
-        name=claim.name, kind=claim.kind, workload=str(trials["workload"].iloc[0]),
-        techniques=tuple(claim.techniques), claimed=float(claim.claimed), metric=metric.name,
-        accounting=accounting, measured=measured,
+        name=claim.name, kind=claim.kind, workload=workload, techniques=tuple(claim.techniques),
+        claimed=float(claim.claimed), metric=metric.name, accounting=accounting, measured=measured,
         verdict=verdict(measured.interval, claim.claimed) if measured else NOT_MEASURED,
         finetune_only=finetune, finetune_verdict=verdict(finetune.interval, claim.claimed) if finetune else None)
 
 
-def _pretrained(trials: pd.DataFrame, arm: str, metric: Metric) -> bool:
-    return bool((trials.loc[trials["arm"] == arm, metric.pretrain_column].astype(float) > 0).any())
-
-
-def cumulative_table(trials: pd.DataFrame, claims: Sequence[Claim], settings: BootstrapSettings = BootstrapSettings(),
-                     downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> list[CumulativeRow]:
+def cumulative_table(table: CostTable, claims: Sequence[Claim],
+                     settings: BootstrapSettings = BootstrapSettings()) -> list[CumulativeRow]:
     """The seed's cumulative rows (claims of kind ``cumulative``, in file order) on every workload."""
-    rows = []
-    for _, workload_trials in trials.groupby("workload", sort=True):
-        for claim in (c for c in claims if c.kind == "cumulative"):
-            rows.append(_cumulative_row(workload_trials, claim, settings, downstream_tasks))
-    return rows
+    return [_cumulative_row(table, workload, claim, settings)
+            for workload in table.workloads for claim in claims if claim.kind == "cumulative"]
 
 
-def _cumulative_row(trials: pd.DataFrame, claim: Claim, settings: BootstrapSettings,
-                    downstream_tasks: int) -> CumulativeRow:
-    judged = _judge(trials, claim, settings, downstream_tasks)
-    alone = [arm_for(trials, [technique]) for technique in claim.techniques]
-    stack = arm_for(trials, claim.techniques)
+def _cumulative_row(table: CostTable, workload: str, claim: Claim, settings: BootstrapSettings) -> CumulativeRow:
+    judged = _judge(table, workload, claim, settings)
+    alone = [arm_for(table, workload, [technique]) for technique in claim.techniques]
+    stack = arm_for(table, workload, claim.techniques)
     product = interaction = interval = None
     if judged.measured is not None and stack is not None and None not in alone:
         metric = get_metric(judged.metric)
-        alone_estimates = [estimate(trials, arm, metric, judged.accounting, settings, downstream_tasks)
-                           for arm in alone]
+        alone_estimates = [estimate(table, workload, arm, metric, judged.accounting, settings) for arm in alone]
         if None not in alone_estimates:
             product = math.prod(e.median for e in alone_estimates)
-            interaction, interval = _interaction(trials, stack, alone, metric, judged.accounting, settings,
-                                                 downstream_tasks)
-    return CumulativeRow(claim.name, judged.workload, judged.techniques, judged.claimed, judged.measured,
+            interaction, interval = _interaction(table, workload, stack, alone, metric, judged.accounting, settings)
+    return CumulativeRow(claim.name, workload, judged.techniques, judged.claimed, judged.measured,
                          product, interaction, interval)
 
 
-def _interaction(trials: pd.DataFrame, stack: str, alone: Sequence[str], metric: Metric, accounting: Accounting,
-                 settings: BootstrapSettings, downstream_tasks: int) -> tuple[float | None, Interval | None]:
+def _interaction(table: CostTable, workload: str, stack: str, alone: Sequence[str], metric: Metric,
+                 accounting: Accounting, settings: BootstrapSettings) -> tuple[float | None, Interval | None]:
     """Point estimate and joint bootstrap interval of the interaction on the seeds all arms share."""
-    per_arm = []
+    per_arm = []  # a list, not a dict: a one-technique row's stack *is* its alone arm
     for arm in (stack, *alone):
-        pairs = paired_costs(trials, arm, metric, accounting, downstream_tasks)
-        per_arm.append(pd.Series(pairs.speedups(), index=pairs.seeds))
-    common = per_arm[0].index
-    for series in per_arm[1:]:
-        common = common.intersection(series.index)
-    if common.empty:
+        pairs = table.pair(workload, arm, metric, accounting)
+        per_arm.append(dict(zip(pairs.seeds.tolist(), pairs.speedups())))
+    common = sorted(set.intersection(*(set(speedups) for speedups in per_arm)))
+    if not common:
         return None, None
-    columns = [series.loc[common.sort_values()].to_numpy() for series in per_arm]
+    columns = [np.array([speedups[seed] for seed in common]) for speedups in per_arm]
     point = float(ratio_of_medians(*(column[None, :] for column in columns))[0])
-    workload = str(trials["workload"].iloc[0])
-    interval = paired_bootstrap(ratio_of_medians, columns, settings.rng(workload, "interaction", stack, metric.name,
-                                                                         accounting),
-                                settings.resamples, settings.confidence)
+    rng = settings.rng(workload, "interaction", stack, metric.name, accounting)
+    interval = paired_bootstrap(ratio_of_medians, columns, rng, settings.resamples, settings.confidence)
     return (None if np.isnan(point) else point), interval

@@ -8,7 +8,6 @@ seed is left out of that pair and counted in `n_failed`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,65 +79,101 @@ class SpeedupEstimate:
         return len(self.per_seed)
 
 
-def measurable(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials that measured a cost: all but the failed ones."""
-    return trials[trials["status"] != "failed"]
+class CostTable:
+    """Every measured trial's cost to target on every metric and accounting, computed once and
+    indexed by (workload, arm), so the many estimates of a report pair arrays, not frames.
+
+    Failed trials are left out (they measured nothing) and counted per arm.
+    """
+
+    def __init__(self, trials: pd.DataFrame, downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> None:
+        if trials.duplicated(["workload", "arm", "seed"]).any():
+            raise ValueError("trials: an arm has two trials on one seed")
+        failed = trials["status"] == "failed"
+        measured = trials[~failed].reset_index(drop=True)
+        self.downstream_tasks = downstream_tasks
+        self._failed = trials[failed].groupby(["workload", "arm"]).size().to_dict()
+        self._seeds = measured["seed"].to_numpy(dtype=np.int64)
+        groups = measured.groupby(["workload", "arm"], sort=False).indices
+        self._rows = {key: np.asarray(rows) for key, rows in groups.items()}
+        self._info = {(w, a): (str(k), str(t)) for w, a, k, t in
+                      trials[["workload", "arm", "arm_kind", "techniques"]].drop_duplicates(["workload", "arm"])
+                      .itertuples(index=False)}
+        self._costs = {(metric.name, accounting): costs_to_target(measured, metric, accounting, downstream_tasks)
+                       .to_numpy() for metric in METRICS for accounting in ACCOUNTINGS if supports(metric, accounting)}
+        self._pretrain = {metric.name: measured[metric.pretrain_column].to_numpy(dtype=float)
+                          for metric in METRICS if metric.pretrain_column}
+        self._metrics = {workload: self._spent(measured, rows) for workload, rows in
+                         measured.groupby("workload", sort=True).indices.items()}
+
+    @staticmethod
+    def _spent(measured: pd.DataFrame, rows: np.ndarray) -> list[Metric]:
+        """The metrics a workload spends: those whose every cost of a reached trial is positive (a
+        classifier has no tokens; an unmeasured figure would be zero, and zero has no speedup)."""
+        reached = measured.iloc[rows]
+        reached = reached[reached["status"] == "reached"]
+        return [m for m in METRICS if len(reached) and (reached[m.column].astype(float) > 0).all()]
+
+    @property
+    def workloads(self) -> list[str]:
+        return sorted({workload for workload, _ in self._info})
+
+    def arms(self, workload: str) -> list[str]:
+        """The arms of `workload` in the order they first appear in the trials."""
+        return [arm for w, arm in self._info if w == workload]
+
+    def kind(self, workload: str, arm: str) -> str:
+        return self._info[(workload, arm)][0]
+
+    def techniques(self, workload: str, arm: str) -> str:
+        return self._info[(workload, arm)][1]
+
+    def metrics(self, workload: str) -> list[Metric]:
+        return self._metrics.get(workload, [])
+
+    def pretrained(self, workload: str, arm: str, metric: Metric) -> bool:
+        """Whether any trial of the arm spent something on pretraining in `metric`."""
+        rows = self._rows.get((workload, arm), np.array([], dtype=int))
+        return metric.name in self._pretrain and bool((self._pretrain[metric.name][rows] > 0).any())
+
+    def pair(self, workload: str, arm: str, metric: Metric, accounting: Accounting = "finetune",
+             reference: str = BASELINE_ARM) -> PairedCosts:
+        """Pair `arm` with `reference` on one workload (see the module docstring)."""
+        for name in (arm, reference):
+            if (workload, name) not in self._info:
+                raise ValueError(f"arm: no trials of {name!r} on {workload!r}")
+        arm_side = self._side(workload, arm, metric, accounting)
+        ref_side = self._side(workload, reference, metric, accounting)
+        if arm == AA_ARM and reference == BASELINE_ARM:
+            # Other seeds: pair the k-th smallest A/A seed with the k-th smallest baseline seed.
+            n = min(len(arm_side), len(ref_side))
+            arm_side, ref_side = arm_side.iloc[:n], ref_side.iloc[:n]
+            seeds, ref_seeds = arm_side.index.to_numpy(), ref_side.index.to_numpy()
+        else:
+            common = arm_side.index.intersection(ref_side.index).sort_values()
+            arm_side, ref_side = arm_side.loc[common], ref_side.loc[common]
+            seeds = ref_seeds = common.to_numpy()
+        n_failed = self._failed.get((workload, arm), 0) + self._failed.get((workload, reference), 0)
+        return PairedCosts(seeds, ref_seeds, ref_side.to_numpy(), arm_side.to_numpy(), int(n_failed))
+
+    def _side(self, workload: str, arm: str, metric: Metric, accounting: Accounting) -> pd.Series:
+        rows = self._rows.get((workload, arm), np.array([], dtype=int))
+        return pd.Series(self._costs[(metric.name, accounting)][rows], index=self._seeds[rows]).sort_index()
 
 
-def workload_metrics(trials: pd.DataFrame) -> list[Metric]:
-    """The metrics a workload's trials spend: those whose every finite cost is positive (a
-    classifier has no tokens; an unmeasured figure would be zero, and zero has no speedup)."""
-    done = measurable(trials)
-    reached = done[done["status"] == "reached"]
-    return [metric for metric in METRICS if len(reached) and (reached[metric.column].astype(float) > 0).all()]
-
-
-def paired_costs(trials: pd.DataFrame, arm: str, metric: Metric, accounting: Accounting = "finetune",
-                 downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS, reference: str = BASELINE_ARM) -> PairedCosts:
-    """Pair `arm`'s trials of one workload with those of `reference` (see module docstring)."""
-    if trials["workload"].nunique() > 1:
-        raise ValueError("trials: pass one workload's trials")
-    arm_trials, ref_trials = trials[trials["arm"] == arm], trials[trials["arm"] == reference]
-    if arm_trials.empty or ref_trials.empty:
-        raise ValueError(f"arm: no trials of {arm!r} or of {reference!r}")
-    arm_side = _seed_costs(arm_trials, metric, accounting, downstream_tasks)
-    ref_side = _seed_costs(ref_trials, metric, accounting, downstream_tasks)
-    if arm == AA_ARM and reference == BASELINE_ARM:
-        # Other seeds: pair the k-th smallest A/A seed with the k-th smallest baseline seed.
-        n = min(len(arm_side), len(ref_side))
-        arm_side, ref_side = arm_side.iloc[:n], ref_side.iloc[:n]
-        seeds, ref_seeds = arm_side.index.to_numpy(), ref_side.index.to_numpy()
-    else:
-        common = arm_side.index.intersection(ref_side.index).sort_values()
-        arm_side, ref_side = arm_side.loc[common], ref_side.loc[common]
-        seeds = ref_seeds = common.to_numpy()
-    n_failed = int((arm_trials["status"] == "failed").sum() + (ref_trials["status"] == "failed").sum())
-    return PairedCosts(seeds, ref_seeds, ref_side.to_numpy(), arm_side.to_numpy(), n_failed)
-
-
-def _seed_costs(trials: pd.DataFrame, metric: Metric, accounting: Accounting, downstream_tasks: int) -> pd.Series:
-    if trials["seed"].duplicated().any():
-        raise ValueError(f"trials: arm {trials['arm'].iloc[0]!r} has two trials on one seed")
-    done = measurable(trials)
-    cost = costs_to_target(done, metric, accounting, downstream_tasks)
-    return pd.Series(cost.to_numpy(), index=done["seed"].astype(int).to_numpy()).sort_index()
-
-
-def estimate(trials: pd.DataFrame, arm: str, metric: Metric, accounting: Accounting = "finetune",
-             settings: BootstrapSettings = BootstrapSettings(), downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS,
+def estimate(table: CostTable, workload: str, arm: str, metric: Metric, accounting: Accounting = "finetune",
+             settings: BootstrapSettings = BootstrapSettings(),
              reference: str = BASELINE_ARM) -> SpeedupEstimate | None:
-    """The speedup of `arm` over `reference` (cost(reference) / cost(arm)) on one workload's trials;
+    """The speedup of `arm` over `reference` (cost(reference) / cost(arm)) on one workload;
     None when no seed pairs."""
-    pairs = paired_costs(trials, arm, metric, accounting, downstream_tasks, reference)
+    pairs = table.pair(workload, arm, metric, accounting, reference)
     if pairs.seeds.size == 0:
         return None
     speedups = pairs.speedups()
-    workload = str(trials["workload"].iloc[0])
     rng = settings.rng(workload, arm, reference, metric.name, accounting)
     interval = paired_bootstrap(median_rows, [speedups], rng, settings.resamples, settings.confidence)
-    first = trials[trials["arm"] == arm].iloc[0]
     return SpeedupEstimate(
-        workload=workload, arm=arm, arm_kind=str(first["arm_kind"]), techniques=str(first["techniques"]),
+        workload=workload, arm=arm, arm_kind=table.kind(workload, arm), techniques=table.techniques(workload, arm),
         reference=reference, metric=metric.name, accounting=accounting, seeds=tuple(int(s) for s in pairs.seeds),
         per_seed=tuple(float(s) for s in speedups), median=median(speedups), olympic_mean=olympic_mean(speedups),
         interval=interval, n_arm_missed=int(np.isinf(pairs.arm).sum()),
@@ -146,30 +181,20 @@ def estimate(trials: pd.DataFrame, arm: str, metric: Metric, accounting: Account
         deterministic=metric.deterministic)
 
 
-def all_estimates(trials: pd.DataFrame, settings: BootstrapSettings = BootstrapSettings(),
-                  downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> list[SpeedupEstimate]:
+def all_estimates(table: CostTable, settings: BootstrapSettings = BootstrapSettings()) -> list[SpeedupEstimate]:
     """Every arm but the baseline, on every workload, metric the workload spends and accounting
-    the metric has. Arms in the order they first appear in `trials`."""
+    the metric has. Arms in the order they first appear in the trials."""
     estimates = []
-    for workload_trials, arm, metric, accounting in _combinations(trials):
-        found = estimate(workload_trials, arm, metric, accounting, settings, downstream_tasks)
-        if found is not None:
-            estimates.append(found)
-    return estimates
-
-
-def _combinations(trials: pd.DataFrame) -> Iterator[tuple[pd.DataFrame, str, Metric, Accounting]]:
-    for _, workload_trials in trials.groupby("workload", sort=True):
-        if not (workload_trials["arm"] == BASELINE_ARM).any():
+    for workload in table.workloads:
+        if BASELINE_ARM not in table.arms(workload):
             continue
-        metrics = workload_metrics(workload_trials)
-        for arm in workload_trials["arm"].unique():
-            if arm == BASELINE_ARM:
-                continue
-            for metric in metrics:
-                for accounting in ACCOUNTINGS:
-                    if supports(metric, accounting):
-                        yield workload_trials, str(arm), metric, accounting
+        for arm in (a for a in table.arms(workload) if a != BASELINE_ARM):
+            for metric in table.metrics(workload):
+                for accounting in (a for a in ACCOUNTINGS if supports(metric, a)):
+                    found = estimate(table, workload, arm, metric, accounting, settings)
+                    if found is not None:
+                        estimates.append(found)
+    return estimates
 
 
 def estimates_frame(estimates: list[SpeedupEstimate]) -> pd.DataFrame:

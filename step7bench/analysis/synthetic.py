@@ -9,6 +9,7 @@ energy) get extra noise of their own, the deterministic ones do not.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,9 @@ from step7bench.seeding import numpy_rng
 
 BASE_STEPS = 400
 """Steps the synthetic baseline needs to reach its target on a seed of median difficulty."""
+
+RUN_ID = "synthetic-run"
+HARDWARE_CLASS = "cpu-synthetic"
 
 # Per optimizer step of the synthetic workload: examples, tokens, FLOPs, wall s, energy J.
 _PER_STEP = {"examples": 32, "tokens": 32 * 64, "flops": 2.0e9, "wall_s": 0.05, "energy_j": 1.5}
@@ -67,11 +71,11 @@ def _trial(rng: np.random.Generator, arm: PlantedArm, seed: int, workload: str, 
     missed = seed in arm.missed
     pretrain = arm.pretrain_steps
     return {
-        "run_id": 1, "workload": workload, "preset": "micro", "arm": arm.name, "arm_kind": arm.kind,
+        "run_id": RUN_ID, "workload": workload, "preset": "micro", "arm": arm.name, "arm_kind": arm.kind,
         "techniques": arm.name if arm.techniques is None else arm.techniques, "seed": seed,
         "status": "missed" if missed else "reached", "steps_to_target": None if missed else steps,
         "target_val_loss": 2.0, "best_val_loss": 2.1 if missed else 1.99, "error": None, "device": "cpu",
-        "hardware_class": "cpu-synthetic",
+        "hardware_class": HARDWARE_CLASS,
         "steps": steps, "examples_forward": examples, "examples_backward": examples, "tokens_forward": tokens,
         "tokens_backward": tokens, "examples_overhead": 0, "flops_forward": flops / 3, "flops_backward": 2 * flops / 3,
         "flops_overhead": 0.0, "wall_train_s": wall_s, "wall_overhead_s": 0.0, "wall_eval_s": 0.1 * wall_s,
@@ -99,3 +103,41 @@ def synthetic_curves(trials: pd.DataFrame, points: int = 8) -> pd.DataFrame:
                 row[column] = getattr(trial, column) * fraction
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def synthetic_runs(suite_name: str = "synthetic") -> pd.DataFrame:
+    """The provenance table of the one synthetic run, shaped like the results store's."""
+    fingerprint = {"device": "cpu", "hardware_class": HARDWARE_CLASS, "cpu_model": "synthetic CPU",
+                   "logical_cores": 2, "usable_cores": 2, "torch_version": "synthetic"}
+    return pd.DataFrame([{
+        "run_id": RUN_ID, "started_at": "2000-01-01T00:00:00+00:00", "git_commit": "0" * 40, "git_dirty": False,
+        "torch_version": "synthetic", "device_fingerprint": json.dumps(fingerprint), "hardware_class": HARDWARE_CLASS,
+        "suite_name": suite_name, "suite_hash": "synthetic", "command_line": "synthetic", "python_version": "3.11",
+    }])
+
+
+SEED_STACK = ("curriculum", "active_learning", "gradient_caching", "transfer")
+
+SEED_SUITE_ARMS = (
+    PlantedArm("curriculum", 1.3),
+    PlantedArm("curriculum_random", 1.25, "control"),
+    PlantedArm("active_learning", 1.8),
+    PlantedArm("active_learning_random", 1.2, "control"),
+    PlantedArm("gradient_caching", 0.9),
+    PlantedArm("transfer", 3.0, pretrain_steps=600),
+    PlantedArm("difficulty_prediction", 1.1),
+    PlantedArm("curriculum+active_learning", 2.0, "cumulative"),
+    PlantedArm("curriculum+active_learning+gradient_caching", 1.9, "cumulative"),
+    PlantedArm("+".join(SEED_STACK), 4.0, "cumulative", pretrain_steps=600),
+)
+"""The seed document's arms with made-up effects (not measurements): a stack that gives less
+than the product of its parts, one technique that slows training, one that pretrains."""
+
+
+def synthetic_seed_suite(seeds: Sequence[int] = range(6), workloads: Sequence[str] = ("grammar-lm", "digits"),
+                         suite_name: str = "synthetic") -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Trials, curves and runs of the seed's arms on `workloads` (trial ids unique across them)."""
+    trials = pd.concat([synthetic_trials(SEED_SUITE_ARMS, seeds, workload, random_seed=i)
+                        for i, workload in enumerate(workloads)], ignore_index=True)
+    trials["trial_id"] = [f"t{i}" for i in range(len(trials))]
+    return trials, synthetic_curves(trials), synthetic_runs(suite_name)

@@ -8,7 +8,7 @@ import pytest
 
 from step7bench.analysis.checks import BEATS, TIES, aa_checks, control_comparisons
 from step7bench.analysis.claims import arm_for, cumulative_table, judge_claims
-from step7bench.analysis.speedups import BootstrapSettings
+from step7bench.analysis.speedups import BootstrapSettings, CostTable
 from step7bench.analysis.stats import INCONCLUSIVE, NOT_MEASURED, REFUTED, SUPPORTED
 from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
 
@@ -27,7 +27,7 @@ class Claim:
 
 
 @pytest.fixture(scope="module")
-def trials():
+def table():
     arms = [
         PlantedArm("a", 1.5), PlantedArm("b", 2.0), PlantedArm("a_random", 1.5, "control"),
         PlantedArm("b_random", 1.0, "control"),
@@ -35,33 +35,33 @@ def trials():
         PlantedArm("a+b", 2.0, "cumulative"),
         PlantedArm("t", 4.0, pretrain_steps=2000),
     ]
-    return synthetic_trials(arms, seeds=range(12), arm_noise=0.02, measurement_noise=0.02)
+    return CostTable(synthetic_trials(arms, seeds=range(12), arm_noise=0.02, measurement_noise=0.02))
 
 
-def test_a_clear_effect_supports_a_smaller_claim_and_refutes_a_larger_one(trials):
+def test_a_clear_effect_supports_a_smaller_claim_and_refutes_a_larger_one(table):
     claims = [Claim("a supported", ["a"], 1.2, "steps"), Claim("a refuted", ["a"], 3.0, "steps"),
               Claim("a borderline", ["a"], 1.5, "flops"), Claim("absent", ["zzz"], 2.0, "steps")]
-    verdicts = {result.name: result.verdict for result in judge_claims(trials, claims, FAST)}
+    verdicts = {result.name: result.verdict for result in judge_claims(table, claims, FAST)}
     assert verdicts == {"a supported": SUPPORTED, "a refuted": REFUTED, "a borderline": INCONCLUSIVE,
                         "absent": NOT_MEASURED}
 
 
-def test_a_claim_on_a_pretraining_arm_is_judged_all_in_with_finetune_only_beside_it(trials):
-    (result,) = judge_claims(trials, [Claim("transfer 3x", ["t"], 3.0, "device_s")], FAST)
+def test_a_claim_on_a_pretraining_arm_is_judged_all_in_with_finetune_only_beside_it(table):
+    (result,) = judge_claims(table, [Claim("transfer 3x", ["t"], 3.0, "device_s")], FAST)
     assert result.metric == "device_hours" and result.accounting == "all_in"
     assert result.verdict == REFUTED  # 2000 pretraining steps outweigh the 4x
     assert result.finetune_verdict == SUPPORTED and result.finetune_only.median == pytest.approx(4.0, rel=0.05)
 
 
-def test_arms_are_found_by_their_set_of_techniques_never_a_control(trials):
-    assert arm_for(trials, ["b", "a"]) == "a+b"
-    assert arm_for(trials, ["a_random"]) is None
+def test_arms_are_found_by_their_set_of_techniques_never_a_control(table):
+    assert arm_for(table, "synthetic", ["b", "a"]) == "a+b"
+    assert arm_for(table, "synthetic", ["a_random"]) is None
 
 
-def test_cumulative_rows_measure_each_stack_and_its_interaction(trials):
+def test_cumulative_rows_measure_each_stack_and_its_interaction(table):
     claims = [Claim("a", ["a"], 1.4, "steps", "cumulative"), Claim("a then b", ["a", "b"], 2.8, "steps", "cumulative"),
               Claim("not cumulative", ["b"], 2.0, "steps")]
-    first, second = cumulative_table(trials, claims, FAST)
+    first, second = cumulative_table(table, claims, FAST)
     assert first.interaction == pytest.approx(1.0) and first.interaction_interval.holds(1.0)
     assert second.measured.median == pytest.approx(2.0, rel=0.05)
     assert second.product_alone == pytest.approx(3.0, rel=0.05)
@@ -69,15 +69,15 @@ def test_cumulative_rows_measure_each_stack_and_its_interaction(trials):
     assert second.interaction_interval.high < 1  # the speedups do not multiply, and the interval says so
 
 
-def test_controls_tell_an_idea_from_a_change_of_dataset_size(trials):
+def test_controls_tell_an_idea_from_a_change_of_dataset_size(table):
     outcomes = {(c.technique, c.metric): c.outcome
-                for c in control_comparisons(trials, {"a": "a_random", "b": "b_random", "t": "t_random"}, FAST)}
+                for c in control_comparisons(table, {"a": "a_random", "b": "b_random", "t": "t_random"}, FAST)}
     assert outcomes[("b", "steps")] == BEATS
     assert outcomes[("a", "steps")] == TIES  # its control saves as much: no credit for the idea
     assert ("t", "steps") not in outcomes  # no control arm ran
 
 
-def test_the_aa_check_covers_every_metric_the_workload_spends(trials):
-    checks = aa_checks(trials, FAST)
+def test_the_aa_check_covers_every_metric_the_workload_spends(table):
+    checks = aa_checks(table, FAST)
     assert {check.metric for check in checks} >= {"steps", "flops", "wall_s", "energy_j"}
     assert all(check.holds_one for check in checks if check.metric == "steps")

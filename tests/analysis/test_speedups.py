@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
 from step7bench.analysis.metrics import costs_to_target, get_metric
-from step7bench.analysis.speedups import (BootstrapSettings, all_estimates, estimate, estimates_frame,
-                                          paired_costs, workload_metrics)
+from step7bench.analysis.speedups import BootstrapSettings, CostTable, all_estimates, estimate, estimates_frame
 from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
 
 SEEDS = range(20)  # enough seeds that the percentile interval of a median covers well
+
+
+W = "synthetic"  # the workload of every synthetic table here
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +26,26 @@ def trials():
 COVERAGE_REPLICATES = 20
 
 
+@functools.cache
+def _replicate(random_seed: int) -> CostTable:
+    return CostTable(synthetic_trials([PlantedArm("fast", 1.5)], seeds=range(12), random_seed=random_seed))
+
+
 def _coverage(arm: str, metric: str, truth: float) -> float:
     """Share of independent synthetic data sets whose interval holds the planted `truth`."""
-    holds = [estimate(synthetic_trials([PlantedArm("fast", 1.5)], seeds=range(12), random_seed=replicate),
-                      arm, get_metric(metric)).interval.holds(truth) for replicate in range(COVERAGE_REPLICATES)]
+    holds = [estimate(_replicate(replicate), W, arm, get_metric(metric)).interval.holds(truth)
+             for replicate in range(COVERAGE_REPLICATES)]
     return sum(holds) / len(holds)
 
 
+@pytest.fixture(scope="module")
+def table(trials):
+    return CostTable(trials)
+
+
 @pytest.mark.parametrize("metric", ["steps", "wall_s"])
-def test_a_planted_one_and_a_half_times_effect_is_recovered(trials, metric):
-    found = estimate(trials, "fast", get_metric(metric))
+def test_a_planted_one_and_a_half_times_effect_is_recovered(table, metric):
+    found = estimate(table, W, "fast", get_metric(metric))
     assert found.median == pytest.approx(1.5, rel=0.1)
     assert found.n_seeds == len(SEEDS) and found.interval.low < found.median < found.interval.high
     # A 95% interval must hold the truth on most data sets, not on one lucky draw. The percentile
@@ -39,26 +53,26 @@ def test_a_planted_one_and_a_half_times_effect_is_recovered(trials, metric):
     assert _coverage("fast", metric, 1.5) >= 0.8
 
 
-def test_the_aa_arm_holds_one_and_pairs_by_position_in_sorted_seed_order(trials):
+def test_the_aa_arm_holds_one_and_pairs_by_position_in_sorted_seed_order(table):
     assert _coverage("aa", "steps", 1.0) >= 0.8
-    pairs = paired_costs(trials, "aa", get_metric("steps"))
+    pairs = table.pair(W, "aa", get_metric("steps"))
     assert pairs.seeds.tolist() == [seed + 1000 for seed in SEEDS] and pairs.baseline_seeds.tolist() == list(SEEDS)
 
 
-def test_missed_targets_are_infinite_costs_and_zero_speedups(trials):
+def test_missed_targets_are_infinite_costs_and_zero_speedups(trials, table):
     steps = get_metric("steps")
     flaky = trials[trials["arm"] == "flaky"]
     assert np.isinf(costs_to_target(flaky, steps)).sum() == 12
-    found = estimate(trials, "flaky", steps)
+    found = estimate(table, W, "flaky", steps)
     assert found.per_seed.count(0.0) == 12 and found.n_arm_missed == 12
     assert found.median == 0.0  # 12 of 20 seeds never got there: the typical seed gains nothing
 
 
-def test_pretraining_is_counted_finetune_only_all_in_and_amortized(trials):
+def test_pretraining_is_counted_finetune_only_all_in_and_amortized(table):
     flops = get_metric("flops")
-    finetune = estimate(trials, "transfer", flops, "finetune")
-    all_in = estimate(trials, "transfer", flops, "all_in")
-    amortized = estimate(trials, "transfer", flops, "amortized", downstream_tasks=10)
+    finetune = estimate(table, W, "transfer", flops, "finetune")
+    all_in = estimate(table, W, "transfer", flops, "all_in")
+    amortized = estimate(table, W, "transfer", flops, "amortized")  # over 10 downstream tasks
     assert finetune.median == pytest.approx(4.0, rel=0.1)
     assert all_in.median < amortized.median < finetune.median
     # 400 baseline steps vs 100 finetune + 800 pretraining steps: the all-in "speedup" is a slowdown.
@@ -68,12 +82,12 @@ def test_pretraining_is_counted_finetune_only_all_in_and_amortized(trials):
 def test_a_failed_trial_leaves_its_seed_out_and_is_counted(trials):
     broken = trials.copy()
     broken.loc[(broken["arm"] == "fast") & (broken["seed"] == 3), "status"] = "failed"
-    found = estimate(broken, "fast", get_metric("steps"))
+    found = estimate(CostTable(broken), W, "fast", get_metric("steps"))
     assert 3 not in found.seeds and found.n_failed == 1 and found.n_seeds == len(SEEDS) - 1
 
 
-def test_every_arm_metric_and_accounting_is_estimated_once(trials):
-    frame = estimates_frame(all_estimates(trials, BootstrapSettings(resamples=200)))
+def test_every_arm_metric_and_accounting_is_estimated_once(table):
+    frame = estimates_frame(all_estimates(table, BootstrapSettings(resamples=200)))
     assert set(frame["arm"]) == {"aa", "fast", "transfer", "flaky"}
     assert not frame.duplicated(["arm", "metric", "accounting"]).any()
     # Metrics without a pretraining counterpart have no all-in figure.
@@ -83,12 +97,12 @@ def test_every_arm_metric_and_accounting_is_estimated_once(trials):
 
 def test_a_metric_the_workload_does_not_spend_is_left_out(trials):
     classifier = trials.assign(tokens_forward=0, tokens_backward=0)
-    names = {metric.name for metric in workload_metrics(classifier)}
+    names = {metric.name for metric in CostTable(classifier).metrics(W)}
     assert "tokens_forward" not in names and "steps" in names
 
 
-def test_estimates_are_reproducible(trials):
+def test_estimates_are_reproducible(trials, table):
     steps = get_metric("steps")
-    assert estimate(trials, "fast", steps) == estimate(trials, "fast", steps)
-    other = estimate(trials, "fast", steps, settings=BootstrapSettings(seed=1))
-    assert other.median == estimate(trials, "fast", steps).median
+    assert estimate(table, W, "fast", steps) == estimate(CostTable(trials), W, "fast", steps)
+    other = estimate(table, W, "fast", steps, settings=BootstrapSettings(seed=1))
+    assert other.median == estimate(table, W, "fast", steps).median

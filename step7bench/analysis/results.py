@@ -1,0 +1,102 @@
+"""One results folder, read once: its trials, curves and run provenance, and everything the
+analysis derives from them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from step7bench.analysis.checks import AACheck, ControlComparison, aa_checks, control_comparisons
+from step7bench.analysis.claims import Claim, ClaimResult, CumulativeRow, cumulative_table, judge_claims
+from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS
+from step7bench.analysis.speedups import BootstrapSettings, CostTable, SpeedupEstimate, all_estimates
+from step7bench.errors import UserError
+from step7bench.harness.claims import load_claims
+from step7bench.harness.store import DATABASE_NAME, ResultsStore
+from step7bench.harness.suite import SUITES_DIR
+from step7bench.techniques import technique_specs
+
+DEFAULT_CLAIMS = SUITES_DIR / "claims" / "step7.toml"
+
+
+@dataclass(frozen=True)
+class Results:
+    """The three tables of a results store (see `step7bench.harness.store`)."""
+
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    runs: pd.DataFrame
+
+    @property
+    def hardware_classes(self) -> list[str]:
+        return sorted({str(c) for c in self.trials["hardware_class"].dropna()})
+
+    @property
+    def hardware_class(self) -> str:
+        """The one hardware class the trials ran on; several are refused, never compared silently."""
+        classes = self.hardware_classes
+        if len(classes) != 1:
+            raise UserError(f"results hold trials from {len(classes)} hardware classes ({', '.join(classes)}); "
+                            "analyse each apart")
+        return classes[0]
+
+
+def load_results(folder: Path | str) -> Results:
+    """Read a results folder; a missing or empty one is a UserError."""
+    folder = Path(folder)
+    if not (folder / DATABASE_NAME).is_file():
+        raise UserError(f"{folder}: no results here ({DATABASE_NAME} not found)")
+    with ResultsStore(folder, create=False) as store:
+        results = Results(store.trials_frame(), store.curves_frame(), store.runs_frame())
+    if results.trials.empty:
+        raise UserError(f"{folder}: the results store holds no trials yet")
+    return results
+
+
+def registered_controls() -> dict[str, str]:
+    """Technique name -> the name of its random control, for every registered technique that has one."""
+    return {spec.name: spec.control for spec in technique_specs().values() if spec.control}
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything derived from one results folder, computed once for the report, summary and gate."""
+
+    results: Results
+    settings: BootstrapSettings
+    downstream_tasks: int
+    estimates: list[SpeedupEstimate]
+    claims: list[ClaimResult]
+    cumulative: list[CumulativeRow]
+    controls: list[ControlComparison]
+    aa: list[AACheck]
+
+    @property
+    def untrusted_metrics(self) -> list[tuple[str, str]]:
+        """(workload, metric) pairs whose A/A interval does not hold 1."""
+        return [(check.workload, check.metric) for check in self.aa if not check.holds_one]
+
+
+def analyze(results: Results, claims: Sequence[Claim], controls: Mapping[str, str] | None = None,
+            settings: BootstrapSettings = BootstrapSettings(),
+            downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> Analysis:
+    """Speedups of every arm, verdicts on `claims`, the cumulative table, techniques against their
+    controls (default: the registered ones) and the A/A check."""
+    table = CostTable(results.trials, downstream_tasks)
+    return Analysis(
+        results=results, settings=settings, downstream_tasks=downstream_tasks,
+        estimates=all_estimates(table, settings),
+        claims=judge_claims(table, claims, settings),
+        cumulative=cumulative_table(table, claims, settings),
+        controls=control_comparisons(table, registered_controls() if controls is None else controls, settings),
+        aa=aa_checks(table, settings))
+
+
+def analyze_folder(folder: Path | str, claims_path: Path | str = DEFAULT_CLAIMS,
+                   settings: BootstrapSettings = BootstrapSettings(),
+                   downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> Analysis:
+    return analyze(load_results(folder), load_claims(claims_path), settings=settings,
+                   downstream_tasks=downstream_tasks)
