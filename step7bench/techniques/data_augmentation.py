@@ -107,9 +107,13 @@ class SynonymTable:
     def empty(self) -> bool:
         return self.members.shape[0] == 0
 
-    def coverage(self, tokens: torch.Tensor) -> float:
-        """Fraction of `tokens` that have a synonym."""
-        return float((self.class_of[tokens] >= 0).float().mean()) if tokens.numel() else 0.0
+
+
+def lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 1-D table, through index_select: advanced indexing of a small
+    table by a large index runs a parallel kernel that is orders of magnitude slower on a busy
+    CPU (see benchmarks/test_augmentation.py)."""
+    return table.index_select(0, index.flatten()).view(index.shape)
 
 
 def _resolve(token: int | str, vocab: Mapping[str, int]) -> int:
@@ -145,16 +149,17 @@ def replace_synonyms(tokens: torch.Tensor, table: SynonymTable, prob: float, gen
     pick = torch.rand(tokens.shape, generator=generator, device=tokens.device)
     if table.empty:
         return tokens, torch.zeros_like(tokens, dtype=torch.bool)
-    row = table.class_of[tokens]
+    row = lookup(table.class_of, tokens)
     replace = (row >= 0) & (draw < prob)
     if eligible is not None:
         replace &= eligible
     row = row.clamp(min=0)
-    others = table.sizes[row] - 1  # choices besides the token itself
+    others = lookup(table.sizes, row) - 1  # choices besides the token itself
     offset = torch.minimum((pick * others).long(), others - 1).clamp(min=0)
-    slot = offset + (offset >= table.slot_of[tokens]).long()  # skip the token's own slot
+    slot = offset + (offset >= lookup(table.slot_of, tokens)).long()  # skip the token's own slot
     slot = torch.where(replace, slot, torch.zeros_like(slot))
-    return torch.where(replace, table.members[row, slot], tokens), replace
+    replacement = lookup(table.members.flatten(), row * table.members.shape[1] + slot)
+    return torch.where(replace, replacement, tokens), replace
 
 
 def delete_tokens(tokens: torch.Tensor, lengths: torch.Tensor, prob: float, generator: torch.Generator,
@@ -173,7 +178,7 @@ def delete_tokens(tokens: torch.Tensor, lengths: torch.Tensor, prob: float, gene
     delete = eligible & (draw < prob)
     emptied = eligible.any(dim=1) & ~(eligible & ~delete).any(dim=1)
     survivor = torch.where(eligible, draw, torch.full_like(draw, -1.0)).argmax(dim=1)  # uniform: iid draws
-    delete[emptied, survivor[emptied]] = False
+    delete &= ~torch.zeros_like(delete).scatter_(1, survivor[:, None], emptied[:, None])
     keep = real & ~delete
     order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
     compacted = tokens.gather(1, order)
