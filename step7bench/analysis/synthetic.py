@@ -9,13 +9,17 @@ energy) get extra noise of their own, the deterministic ones do not.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from step7bench.harness.store import ResultsStore
 from step7bench.seeding import numpy_rng
 
 BASE_STEPS = 400
@@ -99,7 +103,8 @@ def synthetic_curves(trials: pd.DataFrame, points: int = 8) -> pd.DataFrame:
             row = {"trial_id": trial.trial_id, "step": round(trial.steps * fraction),
                    "val_loss": 4.0 * (final / 4.0) ** fraction, "train_loss": 4.1 * (final / 4.0) ** fraction}
             for column in ("steps", "examples_forward", "tokens_forward", "flops_forward", "flops_backward",
-                           "flops_overhead", "wall_train_s", "wall_overhead_s", "device_s", "energy_j"):
+                           "flops_overhead", "flops_total", "wall_train_s", "wall_overhead_s", "wall_s", "device_s",
+                           "energy_j"):
                 row[column] = getattr(trial, column) * fraction
             rows.append(row)
     return pd.DataFrame(rows)
@@ -141,3 +146,15 @@ def synthetic_seed_suite(seeds: Sequence[int] = range(6), workloads: Sequence[st
                         for i, workload in enumerate(workloads)], ignore_index=True)
     trials["trial_id"] = [f"t{i}" for i in range(len(trials))]
     return trials, synthetic_curves(trials), synthetic_runs(suite_name)
+
+
+def write_store(folder: Path, trials: pd.DataFrame, curves: pd.DataFrame, runs: pd.DataFrame) -> Path:
+    """A results store in `folder` holding these tables, written straight into its SQLite tables
+    (the harness's own writer needs real `TrialResult`s)."""
+    with ResultsStore(folder) as store:
+        path = store.path
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        for name, frame in (("runs", runs), ("trials", trials), ("curves", curves)):
+            frame.to_sql(name, db, if_exists="append", index=False)
+        db.commit()
+    return folder
