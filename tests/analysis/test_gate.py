@@ -1,0 +1,115 @@
+"""summary.json, baseline files and the gate, through the Python API and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from step7bench.analysis.gate import IMPROVED, REGRESSED, UNCHANGED, baseline_dict, compare, load_baseline
+from step7bench.analysis.results import Results, analyze, load_results
+from step7bench.analysis.summary import SCHEMA_VERSION, summary_dict
+from step7bench.analysis.synthetic import PlantedArm, synthetic_curves, synthetic_runs, synthetic_trials, write_store
+from step7bench.cli import main
+from step7bench.errors import UserError
+
+
+def _results(seeds=range(8), speedup=1.5) -> Results:
+    trials = synthetic_trials([PlantedArm("fast", speedup), PlantedArm("transfer", 3.0, pretrain_steps=300)], seeds)
+    trials["trial_id"] = trials["trial_id"].astype(str)
+    return Results(trials, synthetic_curves(trials), synthetic_runs())
+
+
+@pytest.fixture(scope="module")
+def analysis():
+    return analyze(_results(), claims=[], controls={})
+
+
+@pytest.fixture
+def results_dir(tmp_path):
+    results = _results()
+    return write_store(tmp_path / "results", results.trials, results.curves, results.runs)
+
+
+def _raised(baseline: dict, factor: float) -> dict:
+    """The baseline with every speedup (median and per seed) multiplied by `factor`."""
+    raised = json.loads(json.dumps(baseline))
+    for entry in raised["entries"]:
+        entry["median"] = float(entry["median"]) * factor
+        entry["per_seed"] = [float(value) * factor for value in entry["per_seed"]]
+    return raised
+
+
+def test_summary_is_versioned_and_json_safe(analysis):
+    summary = summary_dict(analysis)
+    text = json.dumps(summary, allow_nan=False)
+    assert summary["schema_version"] == SCHEMA_VERSION and "NaN" not in text
+    assert summary["hardware"]["hardware_class"] == "cpu-synthetic" and summary["suite"]["name"] == "synthetic"
+    fast = next(arm for arm in summary["arms"] if arm["arm"] == "fast")
+    steps = fast["speedups"]["finetune"]["steps"]
+    assert {"median", "ci_low", "ci_high", "n_seeds"} <= set(steps) and steps["n_seeds"] == 8
+    assert summary["measurement_trusted"] is True
+
+
+def test_the_gate_passes_against_a_baseline_of_the_same_results(analysis):
+    outcome = compare(baseline_dict(analysis), analysis)
+    assert not outcome.regressed and {row.mark for row in outcome.rows} == {UNCHANGED}
+
+
+def test_the_gate_fails_when_the_baseline_speedups_are_raised_by_a_fifth(analysis):
+    outcome = compare(_raised(baseline_dict(analysis), 1.2), analysis)
+    assert outcome.regressed
+    marks = {(row.metric, row.deterministic): row.mark for row in outcome.rows if row.arm == "fast"}
+    assert marks[("steps", True)] == REGRESSED
+    # Eight seeds a side: a 20% drop in wall-clock speedup is both past the factor and significant.
+    assert marks[("wall_s", False)] == REGRESSED
+
+
+def test_a_noisy_change_without_significance_is_marked_tilde():
+    few_seeds = analyze(_results(seeds=range(2)), claims=[], controls={})
+    outcome = compare(_raised(baseline_dict(few_seeds), 1.2), few_seeds)
+    noisy = [row for row in outcome.rows if not row.deterministic]
+    assert noisy and {row.mark for row in noisy} == {UNCHANGED}  # p >= 1/6 with two seeds a side
+
+
+def test_an_improvement_is_a_plus_and_passes(analysis):
+    outcome = compare(_raised(baseline_dict(analysis), 1 / 1.2), analysis)
+    assert not outcome.regressed and IMPROVED in {row.mark for row in outcome.rows}
+
+
+def test_a_baseline_from_other_hardware_is_refused_unless_allowed(analysis):
+    other = {**baseline_dict(analysis), "hardware_class": "cuda-h200"}
+    with pytest.raises(UserError, match="hardware class"):
+        compare(other, analysis)
+    assert not compare(other, analysis, allow_other_hardware=True).regressed
+
+
+def test_an_arm_missing_from_the_results_is_a_regression(analysis):
+    baseline = baseline_dict(analysis)
+    baseline["entries"].append({**baseline["entries"][0], "arm": "vanished"})
+    assert compare(baseline, analysis).rows[-1].mark == REGRESSED
+
+
+def test_cli_baseline_save_then_gate_exit_codes(results_dir, tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    assert main(["baseline", "save", "--results", str(results_dir), "--out", str(baseline)]) == 0
+    assert load_baseline(baseline)["hardware_class"] == "cpu-synthetic"
+    assert main(["gate", "--baseline", str(baseline), "--results", str(results_dir)]) == 0
+    raised = tmp_path / "raised.json"
+    raised.write_text(json.dumps(_raised(json.loads(baseline.read_text()), 1.2)))
+    assert main(["gate", "--baseline", str(raised), "--results", str(results_dir)]) == 1
+    assert "regressed (-)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content", [None, "{not json", '{"kind": "something else"}'])
+def test_cli_gate_bad_input_exits_2_with_one_line(results_dir, tmp_path, capsys, content):
+    baseline = tmp_path / "baseline.json"
+    if content is not None:
+        baseline.write_text(content)
+    assert main(["gate", "--baseline", str(baseline), "--results", str(results_dir)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_loading_a_folder_without_results_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no results"):
+        load_results(tmp_path)
