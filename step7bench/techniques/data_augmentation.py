@@ -145,6 +145,7 @@ def replace_synonyms(tokens: torch.Tensor, table: SynonymTable, prob: float, gen
     `tokens` must hold valid ids (any shape); `eligible` (same shape, bool) restricts where
     replacement may happen (default: everywhere).
     """
+    # Drawn even when nothing has a synonym, so the draws of later operations do not depend on the table.
     draw = torch.rand(tokens.shape, generator=generator, device=tokens.device)
     pick = torch.rand(tokens.shape, generator=generator, device=tokens.device)
     if table.empty:
@@ -327,16 +328,21 @@ class AugmentBatches(TransformStage):
 
     def __init__(self, table: SynonymTable, *, synonym_prob: float, deletion_prob: float, augment_prob: float,
                  pad_id: int) -> None:
-        self._table_cpu = table
+        self._table = table
         self._settings = {"synonym_prob": synonym_prob, "deletion_prob": deletion_prob,
                           "augment_prob": augment_prob, "pad_id": pad_id}
+        self._reset_counts(torch.device("cpu"))  # so `stats` works even if the trial failed before setup
+
+    def _reset_counts(self, device: torch.device) -> None:
+        # Counts stay on the device: reading them would sync it at every step.
+        self._examples_seen = 0
+        self._tokens_seen, self._examples, self._replaced, self._deleted = (
+            torch.zeros((), dtype=torch.long, device=device) for _ in range(4))
 
     def setup(self, ctx: TrialContext) -> None:
-        self._table = self._table_cpu.to(ctx.device)
+        self._table = self._table.to(ctx.device)
         self._generator = device_generator(ctx.seed, "augmentation", ctx.device)
-        zero = torch.zeros((), dtype=torch.long, device=ctx.device)
-        self._examples_seen, self._examples, self._replaced, self._deleted = 0, zero, zero.clone(), zero.clone()
-        self._tokens_seen = torch.zeros((), dtype=torch.long, device=ctx.device)
+        self._reset_counts(ctx.device)
 
     def transform(self, ctx: TrialContext, batch: Batch) -> Batch:
         with ctx.overhead():

@@ -110,7 +110,7 @@ class StaleLossPredictor:
         self.stale_loss = torch.full((n,), math.nan, dtype=torch.float64)
         self.stale_step = torch.zeros(n, dtype=torch.float64)
         self.times_measured = torch.zeros(n, dtype=torch.float64)
-        self.length = token_counts.double() / max(float(token_counts.max()), 1.0)
+        self.length = token_counts.double() / max(float(token_counts.max()) if n else 1.0, 1.0)
         self.ridge, self.forget = ridge, forget
         self._gram = torch.zeros(NUM_FEATURES, NUM_FEATURES, dtype=torch.float64)
         self._moment = torch.zeros(NUM_FEATURES, dtype=torch.float64)
@@ -191,10 +191,15 @@ class PredictionQuality:
 
 # -- the engine plug-ins ----------------------------------------------------------------------
 class _SkipGate(GateStage):
-    """Skips `SkipRule`'s count of examples per batch; subclasses choose which."""
+    """Skips `SkipRule`'s count of examples per batch; subclasses choose which.
+
+    State built in `__init__` is empty but valid (it checks the settings, and `stats` works even
+    for a trial that failed before `setup`); `setup` sizes it to the training set.
+    """
 
     def __init__(self, skip_threshold: float, max_consecutive_skips: int) -> None:
         self._skip_threshold, self._max_consecutive_skips = skip_threshold, max_consecutive_skips
+        self._rule = SkipRule(0, skip_threshold, max_consecutive_skips)
 
     def setup(self, ctx: TrialContext) -> None:
         self._rule = SkipRule(len(ctx.train), self._skip_threshold, self._max_consecutive_skips)
@@ -219,6 +224,8 @@ class PredictedEasiestGate(_SkipGate):
     def __init__(self, skip_threshold: float, max_consecutive_skips: int, ridge: float, forget: float) -> None:
         super().__init__(skip_threshold, max_consecutive_skips)
         self._ridge, self._forget = ridge, forget
+        self._predictor = StaleLossPredictor(torch.zeros(0), ridge=ridge, forget=forget)
+        self._quality = PredictionQuality()
 
     def setup(self, ctx: TrialContext) -> None:
         super().setup(ctx)
@@ -269,15 +276,12 @@ CONTROL_DEFAULTS = {key: DEFAULTS[key] for key in ("skip_threshold", "max_consec
 
 
 def _rule_settings(config: Mapping[str, Any]) -> tuple[float, int]:
-    settings = float(config["skip_threshold"]), int(config["max_consecutive_skips"])
-    check_skip_settings(*settings)
-    return settings
+    return float(config["skip_threshold"]), int(config["max_consecutive_skips"])
 
 
 def _build(workload: Workload, config: Mapping[str, Any]) -> Plugin:
-    ridge, forget = float(config["ridge"]), float(config["forget"])
-    check_predictor_settings(ridge, forget)
-    return Plugin("difficulty_prediction", gate=PredictedEasiestGate(*_rule_settings(config), ridge, forget))
+    gate = PredictedEasiestGate(*_rule_settings(config), float(config["ridge"]), float(config["forget"]))
+    return Plugin("difficulty_prediction", gate=gate)
 
 
 def _build_control(workload: Workload, config: Mapping[str, Any]) -> Plugin:

@@ -235,3 +235,9 @@ def test_plugin_needs_synonym_classes_unless_synonyms_are_off():
         spec.plugin(no_synonyms)
     assert spec.plugin(no_synonyms, {"synonym_prob": 0.0}).transform is not None
 
+
+
+def test_stats_work_before_setup():
+    # a trial that fails before setup still collects every technique's stats
+    stats = technique_specs()["augmentation"].plugin(_grammar_micro()).transform.stats()
+    assert stats["augmented_examples"] == 0 and stats["augmented_fraction"] == 0.0

@@ -217,3 +217,10 @@ def test_plugin_on_grammar_stacked_after_augmentation():
 def test_plugin_rejects_bad_settings(digits_micro, name, config, key):
     with pytest.raises(ValueError, match=key):
         technique_specs()[name].plugin(digits_micro, config)
+
+
+@pytest.mark.parametrize("name", ["difficulty_prediction", "difficulty_prediction_random"])
+def test_stats_work_before_setup(digits_micro, name):
+    # a trial that fails before setup still collects every technique's stats
+    stats = technique_specs()[name].plugin(digits_micro).gate.stats()
+    assert stats["examples_gated"] == 0 and stats["skip_rate"] == 0.0
