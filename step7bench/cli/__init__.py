@@ -17,7 +17,7 @@ from step7bench.errors import UserError
 EXIT_USAGE = 2
 
 # Each module has `register(subparsers)`, which adds its parser and sets `handler`.
-VERBS = ("trial", "run", "calibrate", "merge", "export", "listing", "gate", "baseline")
+VERBS = ("trial", "run", "calibrate", "merge", "export", "listing", "gate", "baseline", "report")
 
 
 class Parser(argparse.ArgumentParser):
