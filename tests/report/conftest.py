@@ -1,0 +1,22 @@
+"""A small synthetic results folder, written once per test session, for the report tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from step7bench.analysis.synthetic import synthetic_seed_suite, write_store
+
+
+@pytest.fixture(scope="session")
+def results_dir(tmp_path_factory):
+    # One workload and four seeds keep the figures quick to draw; every section still has data.
+    trials, curves, runs = synthetic_seed_suite(seeds=range(4), workloads=("grammar-lm",))
+    return write_store(tmp_path_factory.mktemp("results"), trials, curves, runs)
+
+
+@pytest.fixture(scope="session")
+def report(results_dir):
+    from step7bench.analysis.speedups import BootstrapSettings
+    from step7bench.report import write_report
+
+    return write_report(results_dir, settings=BootstrapSettings(resamples=500))

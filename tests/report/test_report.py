@@ -1,0 +1,51 @@
+"""The report: files written, the page self-contained and in the promised order, the CLI verb."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from matplotlib.image import imread
+
+from step7bench.analysis.summary import SCHEMA_VERSION
+from step7bench.cli import main
+from step7bench.report import FIGURES_FOLDER
+
+FIGURES = ("forest", "cumulative", "curves", "controls", "cost_breakdown", "energy")
+
+
+def test_the_report_writes_the_page_the_figures_and_the_summary(report, results_dir):
+    assert report == results_dir / "index.html"
+    for name in FIGURES:
+        image = imread(results_dir / FIGURES_FOLDER / f"{name}.png")
+        assert image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0  # drawn, not blank
+    summary = json.loads((results_dir / "summary.json").read_text())
+    assert summary["schema_version"] == SCHEMA_VERSION
+    assert {claim["verdict"] for claim in summary["claims"]} <= {"SUPPORTED", "REFUTED", "INCONCLUSIVE",
+                                                                  "NOT MEASURED"}
+    assert summary["stack"][0]["claimed_product"] == 17.5
+
+
+def test_the_page_is_self_contained(report):
+    html = report.read_text()
+    sources = re.findall(r'(?:src|href)="([^"]*)"', html)
+    assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
+    assert "<script" not in html
+
+
+def test_the_verdict_table_comes_first_then_the_cumulative_table(report):
+    html = report.read_text()
+    order = [html.index(heading) for heading in ("Verdicts on the claims", "cumulative table, row by row",
+                                                  "Speedups with intervals", "A/A check", "Validation loss against cost",
+                                                  "random control", "Where the cost went", "Transfer learning",
+                                                  "Provenance", "How each number is measured")]
+    assert order == sorted(order)
+    assert 'class="verdict refuted"' in html  # the seed's 17.5x on made-up effects of at most 4x
+    assert "estimate" in html  # synthetic energy is labelled an estimate, and the page says so
+
+
+def test_cli_report_rewrites_the_report_and_refuses_a_folder_without_results(results_dir, tmp_path, capsys):
+    assert main(["report", "--results", str(results_dir), "--resamples", "200"]) == 0
+    assert "index.html" in capsys.readouterr().out
+    assert main(["report", "--results", str(tmp_path)]) == 2
+    assert "no results" in capsys.readouterr().err
