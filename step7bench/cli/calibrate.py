@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from step7bench.cli.run import add_suite_arguments
+from step7bench.cli.run import add_suite_arguments, apply_threads
 from step7bench.errors import UserError
 from step7bench.harness.calibrate import calibrate, write_targets
 from step7bench.harness.suite import load_suite
@@ -19,6 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    apply_threads(args)
     suite = load_suite(args.suite, require_targets=False)
     if suite.targets_path is None:
         raise UserError(f"suite {suite.path} names no targets file: add `targets = \"targets/{suite.name}.toml\"`")

@@ -7,6 +7,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import torch
 from rich.console import Console
 
 from step7bench.errors import UserError
@@ -25,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("run", help="run a suite: every arm on every workload and seed")
     add_suite_arguments(parser)
     parser.add_argument("--results", type=Path, help="results folder (default: reports/<suite name>/)")
-    parser.add_argument("--shard", help="run part I of N of the trials, e.g. 2/4 (then `step7bench merge`)")
+    parser.add_argument("--shard", help="run part I of N of the trials, e.g. 2/4 (then `step7bench merge`); "
+                                        "a shard writes no report")
+    parser.add_argument("--no-report", action="store_true", help="print the summary table only, write no report")
     parser.set_defaults(handler=_run)
 
 
@@ -34,6 +37,14 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--suite", required=True, help="a shipped suite's name (smoke, quick, full, gpu) or a path")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--seeds", type=positive_int, help="seeds per arm, overriding the suite's")
+    parser.add_argument("--threads", type=positive_int,
+                        help="CPU threads for torch (default: torch's choice). Small models on a shared or "
+                             "small CPU run fastest with 1; the device fingerprint records the number")
+
+
+def apply_threads(args: argparse.Namespace) -> None:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
 
 
 def positive_int(text: str) -> int:
@@ -47,6 +58,7 @@ def positive_int(text: str) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    apply_threads(args)
     suite = load_suite(args.suite)
     if args.seeds is not None:
         suite = suite.with_seeds(args.seeds)
@@ -64,13 +76,24 @@ def _run(args: argparse.Namespace) -> int:
         trials = store.trials_frame()
     planned = trials[trials["trial_id"].isin(outcome.planned_ids)]
     print_summary(planned, console)
-    report = write_report_if_available(results_dir)
-    if report is not None:
-        console.print(f"report: {report}")
+    report_ok = args.no_report or shard_spec is not None or _report(results_dir, console)
     failed = int((planned["status"] == "failed").sum())
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the results (rerun to retry them)", file=sys.stderr)
-    return EXIT_TRIAL_FAILED if failed else 0
+    return EXIT_TRIAL_FAILED if failed or not report_ok else 0
+
+
+def _report(results_dir: Path, console: Console) -> bool:
+    """Write the report; a failure there is one line, the results being safe already."""
+    try:
+        report = write_report_if_available(results_dir)
+    except Exception as exc:  # the trials are stored; a broken report must not hide that
+        print(f"error: the report failed ({type(exc).__name__}: {exc}); the results are saved in {results_dir}",
+              file=sys.stderr)
+        return False
+    if report is not None:
+        console.print(f"report: {report}")
+    return True
 
 
 def summary_console() -> Console:

@@ -185,8 +185,14 @@ class ResultsStore:
         return {row[0] for row in self._db.execute("SELECT trial_id FROM trials WHERE status != 'failed'")}
 
     def trials_frame(self) -> pd.DataFrame:
-        """One row per finished trial (see the module docstring for the columns)."""
-        return pd.read_sql_query("SELECT * FROM trials ORDER BY rowid", self._db)
+        """One row per finished trial (see the module docstring for the columns).
+
+        `steps_to_target` is NaN where the target was not reached, a float column even when
+        no trial reached it; `best_val_loss` is inf for a trial with no finite validation loss.
+        """
+        frame = pd.read_sql_query("SELECT * FROM trials ORDER BY rowid", self._db)
+        frame["steps_to_target"] = pd.to_numeric(frame["steps_to_target"]).astype(float)
+        return frame
 
     def curves_frame(self) -> pd.DataFrame:
         return pd.read_sql_query("SELECT * FROM curves ORDER BY trial_id, step", self._db)

@@ -88,3 +88,23 @@ def cli_command(*args: str) -> list[str]:
 def run_cli(*args: str, cwd: Path | None = None, timeout_s: float = 120.0) -> subprocess.CompletedProcess:
     return subprocess.run(cli_command(*args), capture_output=True, text=True, cwd=cwd, timeout=timeout_s,
                           check=False)
+
+
+def mini_suite_text(*, seeds: int = 1, techniques: str = '["curriculum", "active_learning"]',
+                    arms: str = '["baseline", "aa", "alone"]', extra: str = "") -> str:
+    """A few very short digits trials: enough to exercise the runner, fast enough for unit tests."""
+    return f"""
+name = "mini"
+seeds = {seeds}
+
+[matrix]
+techniques = {techniques}
+arms = {arms}
+
+[[workload]]
+name = "digits"
+preset = "micro"
+max_steps = 20
+target_val_loss = 2.2
+{extra}
+"""

@@ -1,0 +1,162 @@
+"""End to end through the command line: run, resume, failures, lock, shards + merge, export,
+calibrate and list, on digits micro with stand-in techniques (tests/harness/harness_fakes.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "harness"))
+
+import harness_fakes  # noqa: E402
+from harness_fakes import mini_suite_text  # noqa: E402
+from step7bench.cli import main  # noqa: E402
+from step7bench.harness.lock import FolderLock  # noqa: E402
+from step7bench.harness.store import ResultsStore  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fakes(monkeypatch):
+    return harness_fakes.install(monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def no_report(monkeypatch):
+    """The report has its own tests; here `run` calls a stand-in and records the call."""
+    calls = []
+    monkeypatch.setattr("step7bench.cli.run.write_report_if_available", lambda folder: calls.append(folder))
+    return calls
+
+
+def _suite(tmp_path: Path, **kwargs) -> Path:
+    path = tmp_path / "mini.toml"
+    path.write_text(mini_suite_text(**kwargs))
+    return path
+
+
+def _trials(folder: Path) -> pd.DataFrame:
+    with ResultsStore(folder, create=False) as store:
+        return store.trials_frame()
+
+
+def test_run_records_every_trial_then_resumes_without_rerunning(tmp_path, capsys, no_report):
+    suite, results = _suite(tmp_path), tmp_path / "results"
+    assert main(["run", "--suite", str(suite), "--results", str(results), "--device", "cpu"]) == 0
+    assert no_report == [results]
+    first = _trials(results)
+    assert sorted(first["arm"]) == ["aa", "active_learning", "baseline", "curriculum"]
+    assert set(first["arm_kind"]) == {"baseline", "aa", "alone"}
+    out, err = capsys.readouterr()
+    assert "cost to target" in out and "[4/4]" in err
+    assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
+    assert "0 trials to run; 4 already in the results" in capsys.readouterr().err
+    again = _trials(results)
+    assert list(again["trial_id"]) == list(first["trial_id"])
+    with ResultsStore(results) as store:
+        assert len(store.runs_frame()) == 2 and store.integrity_check() == "ok"
+
+
+def test_more_seeds_runs_only_the_new_trials(tmp_path, capsys):
+    suite, results = _suite(tmp_path, arms='["baseline", "aa"]'), tmp_path / "results"
+    assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
+    assert main(["run", "--suite", str(suite), "--results", str(results), "--seeds", "2"]) == 0
+    assert "2 trials to run; 2 already in the results" in capsys.readouterr().err
+    assert sorted(_trials(results)["seed"]) == [0, 1, 10_000, 10_001]
+
+
+def test_a_failing_trial_is_recorded_the_suite_goes_on_and_the_exit_is_1(tmp_path, capsys):
+    suite = _suite(tmp_path, extra="\n[technique.curriculum]\nexplode = true\n")
+    results = tmp_path / "results"
+    assert main(["run", "--suite", str(suite), "--results", str(results)]) == 1
+    trials = _trials(results).set_index("arm")
+    assert trials.loc["curriculum", "status"] == "failed"
+    assert "curriculum was told to explode" in trials.loc["curriculum", "error"]
+    assert (trials.drop(index="curriculum")["status"] != "failed").all()
+    assert "1 trial(s) failed" in capsys.readouterr().err
+
+
+def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path, capsys):
+    suite, results = _suite(tmp_path), tmp_path / "results"
+    with FolderLock(results):
+        assert main(["run", "--suite", str(suite), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is in use by another run" in err
+
+
+def test_a_failing_report_is_one_line_and_exit_1_with_the_trials_kept(tmp_path, capsys, monkeypatch):
+    def broken(folder):
+        raise KeyError("controls")
+
+    monkeypatch.setattr("step7bench.cli.run.write_report_if_available", broken)
+    results = tmp_path / "results"
+    assert main(["run", "--suite", str(_suite(tmp_path, arms='["baseline"]')), "--results", str(results)]) == 1
+    assert "error: the report failed (KeyError: 'controls')" in capsys.readouterr().err
+    assert len(_trials(results)) == 1
+
+
+def test_shards_merged_equal_the_whole_run(tmp_path, capsys, no_report):
+    suite = _suite(tmp_path, seeds=2, arms='["baseline", "aa"]')
+    for index in (1, 2, 3):
+        assert main(["run", "--suite", str(suite), "--results", str(tmp_path / f"s{index}"),
+                     "--shard", f"{index}/3"]) == 0
+    shards = [str(tmp_path / f"s{index}") for index in (1, 2, 3)]
+    assert main(["merge", *shards, "--into", str(tmp_path / "all")]) == 0
+    assert main(["merge", *shards, "--into", str(tmp_path / "all")]) == 0
+    assert "0 trials added" in capsys.readouterr().out
+    merged = _trials(tmp_path / "all")
+    assert len(merged) == 4 and merged["trial_id"].is_unique
+    assert no_report == []  # shards write no report
+    assert main(["run", "--suite", str(suite), "--results", str(tmp_path / "all")]) == 0
+    assert "0 trials to run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("shard", ["0/2", "1/x"])
+def test_a_bad_shard_is_a_usage_error(tmp_path, capsys, shard):
+    assert main(["run", "--suite", str(_suite(tmp_path)), "--results", str(tmp_path / "r"), "--shard", shard]) == 2
+    assert "--shard" in capsys.readouterr().err
+
+
+def test_export_writes_one_row_per_trial_in_each_format(tmp_path):
+    suite, results = _suite(tmp_path, arms='["baseline", "aa"]'), tmp_path / "results"
+    assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
+    needed = {"workload", "arm", "techniques", "seed", "status", "steps_to_target", "steps", "flops_total",
+              "device_s", "energy_j"}
+    csv = pd.read_csv(_export(results, "csv"))
+    parquet = pd.read_parquet(_export(results, "parquet"))
+    records = json.loads(_export(results, "json").read_text())
+    assert len(csv) == len(parquet) == len(records) == 2
+    assert needed <= set(csv.columns) and needed <= set(parquet.columns) and needed <= set(records[0])
+
+
+def _export(results: Path, fmt: str) -> Path:
+    assert main(["export", "--results", str(results), "--format", fmt]) == 0
+    return results / f"trials.{fmt}"
+
+
+def test_export_of_a_folder_without_results_is_a_usage_error(tmp_path, capsys):
+    assert main(["export", "--results", str(tmp_path / "none")]) == 2
+    assert "no results" in capsys.readouterr().err
+
+
+def test_calibrate_writes_targets_the_suite_then_uses(tmp_path, capsys):
+    text = mini_suite_text(arms='["baseline"]').replace("target_val_loss = 2.2\n", "")
+    text = text.replace("seeds = 1", 'seeds = 1\ntargets = "targets.toml"')
+    suite = tmp_path / "mini.toml"
+    suite.write_text(text)
+    assert main(["calibrate", "--suite", str(suite), "--seeds", "2", "--margin", "0.1"]) == 0
+    written = (tmp_path / "targets.toml").read_text()
+    assert "calibration_seeds = [20000, 20001]" in written and "margin = 0.1" in written
+    from step7bench.harness.suite import load_suite
+
+    entry = load_suite(str(suite)).workloads[0]
+    assert entry.target_source == "targets file"
+
+
+def test_list_names_workloads_techniques_and_suites(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "digits" in out and "curriculum_random" in out and "smoke:" in out

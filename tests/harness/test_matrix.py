@@ -1,0 +1,93 @@
+"""The trial matrix: arm kinds and names, paired seeds, stable trial ids, shards."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from conftest import SUITES
+from step7bench.harness.matrix import arm_name, build_arms, parse_shard, plan_trials, shard
+from step7bench.harness.suite import AA_SEED_OFFSET, load_suite
+
+
+@pytest.fixture
+def tiny(fake_specs):
+    return load_suite(str(SUITES / "tiny.toml"))
+
+
+def test_arms_of_a_classification_workload(tiny, fake_specs):
+    arms = {arm.name: arm.kind for arm in build_arms(tiny, fake_specs, "classification")}
+    seed = "curriculum+active_learning+gradient_caching+transfer"
+    assert arms["baseline"] == "baseline" and arms["aa"] == "aa"
+    assert arms["curriculum"] == "alone"  # also the first cumulative row: kept once, as 'alone'
+    assert arms["curriculum_random"] == "control" and "dynamic_lr_random" not in arms
+    assert arms[seed] == "stack"
+    assert arms["curriculum+active_learning+gradient_caching"] == "leave_one_out"  # also cumulative row 3
+    assert arms["curriculum+active_learning"] == "pair"  # also cumulative row 2
+    assert arms["gradient_caching+transfer"] == "pair"
+    # augmentation is sequence-only: no arm alone, and the all-stack leaves it out
+    assert "augmentation" not in arms
+    assert arms[f"{seed}+difficulty_prediction+dynamic_lr"] == "stack"
+
+
+def test_arms_of_a_sequence_workload_include_sequence_only_techniques(tiny, fake_specs):
+    names = [arm.name for arm in build_arms(tiny, fake_specs, "sequence")]
+    assert "augmentation" in names
+    assert "curriculum+active_learning+gradient_caching+transfer+difficulty_prediction+augmentation+dynamic_lr" in names
+    assert len(names) == len(set(names))
+
+
+def test_every_cumulative_row_is_an_arm(tiny, fake_specs):
+    names = {arm.name for arm in build_arms(tiny, fake_specs, "classification")}
+    for end in range(1, 5):
+        assert arm_name(tiny.seed_stack[:end]) in names
+
+
+def test_arms_share_seeds_and_aa_is_paired_by_position(tiny, fake_specs):
+    trials = plan_trials(tiny, fake_specs)
+    seeds_by_arm: dict[str, list[int]] = {}
+    for trial in trials:
+        seeds_by_arm.setdefault(trial.arm.name, []).append(trial.seed)
+    assert seeds_by_arm.pop("aa") == [AA_SEED_OFFSET, AA_SEED_OFFSET + 1]
+    assert all(seeds == [0, 1] for seeds in seeds_by_arm.values())
+
+
+def test_trial_ids_are_unique_and_stable(tiny, fake_specs):
+    first = [t.trial_id for t in plan_trials(tiny, fake_specs)]
+    assert len(set(first)) == len(first)
+    assert first == [t.trial_id for t in plan_trials(tiny, fake_specs)]
+
+
+def test_the_id_changes_with_what_defines_the_trial(tiny, fake_specs):
+    base = {t.trial_id for t in plan_trials(tiny, fake_specs)}
+    more_seeds = {t.trial_id for t in plan_trials(tiny.with_seeds(3), fake_specs)}
+    assert base < more_seeds  # adding seeds keeps every existing trial: a resume runs only the new ones
+
+
+def test_settings_are_part_of_the_identity(tmp_path, fake_specs):
+    text = (SUITES / "tiny.toml").read_text()
+    plain = tmp_path / "plain.toml"
+    plain.write_text(text)
+    tuned = tmp_path / "tuned.toml"
+    tuned.write_text(text + "\n[technique.curriculum]\nexplode = true\n")
+    ids = {p: {t.arm.name: t.trial_id for t in plan_trials(load_suite(str(p)), fake_specs)} for p in (plain, tuned)}
+    assert ids[plain]["baseline"] == ids[tuned]["baseline"]
+    assert ids[plain]["curriculum"] != ids[tuned]["curriculum"]
+
+
+@given(total=st.integers(0, 60), count=st.integers(1, 8))
+def test_shards_partition_the_plan(total, count):
+    trials = list(range(total))
+    parts = [shard(trials, index, count) for index in range(1, count + 1)]
+    assert sorted(sum(parts, [])) == trials
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+@pytest.mark.parametrize("text", ["3", "0/2", "3/2", "a/b", "1/0", "-1/2"])
+def test_bad_shard_specs_are_refused(text):
+    with pytest.raises(ValueError, match="shard"):
+        parse_shard(text)
+
+
+def test_a_shard_spec_parses():
+    assert parse_shard("2/4") == (2, 4)
