@@ -24,11 +24,13 @@ DEFAULT_CLAIMS = SUITES_DIR / "claims" / "step7.toml"
 
 @dataclass(frozen=True)
 class Results:
-    """The three tables of a results store (see `step7bench.harness.store`)."""
+    """The three tables of a results store (see `step7bench.harness.store`). `superseded_trials`
+    counts trials left out because they ran under an older version of the suite."""
 
     trials: pd.DataFrame
     curves: pd.DataFrame
     runs: pd.DataFrame
+    superseded_trials: int = 0
 
     @property
     def hardware_classes(self) -> list[str]:
@@ -50,10 +52,22 @@ def load_results(folder: Path | str) -> Results:
     if not (folder / DATABASE_NAME).is_file():
         raise UserError(f"{folder}: no results here ({DATABASE_NAME} not found)")
     with ResultsStore(folder, create=False) as store:
-        results = Results(store.trials_frame(), store.curves_frame(), store.runs_frame())
-    if results.trials.empty:
+        trials, curves, runs = store.trials_frame(), store.curves_frame(), store.runs_frame()
+    if trials.empty:
         raise UserError(f"{folder}: the results store holds no trials yet")
-    return results
+    return latest_suite_version(trials, curves, runs)
+
+
+def latest_suite_version(trials: pd.DataFrame, curves: pd.DataFrame, runs: pd.DataFrame) -> Results:
+    """Keep the trials of the suite version (suite hash) of the latest run; a store reused after
+    the suite or its targets changed holds trials that are no longer comparable (other targets,
+    budgets or presets). Runs of one version (resumed, sharded, merged) all stay."""
+    latest = runs.sort_values(["started_at", "run_id"])["suite_hash"].iloc[-1]
+    current_runs = set(runs.loc[runs["suite_hash"] == latest, "run_id"])
+    keep = trials["run_id"].isin(current_runs)
+    kept = trials[keep].reset_index(drop=True)
+    return Results(kept, curves[curves["trial_id"].isin(set(kept["trial_id"]))].reset_index(drop=True),
+                   runs[runs["run_id"].isin(current_runs)].reset_index(drop=True), int((~keep).sum()))
 
 
 def registered_controls() -> dict[str, str]:

@@ -31,6 +31,7 @@ def summary_dict(analysis: Analysis) -> dict[str, Any]:
         "suite": _suite(analysis),
         "hardware": _hardware(analysis),
         "runs": _runs(analysis),
+        "superseded_trials": analysis.results.superseded_trials,
         "statistics": {
             "aggregate": "median", "also_shown": "olympic_mean", "interval": "paired bootstrap percentile",
             "resamples": analysis.settings.resamples, "confidence": analysis.settings.confidence,

@@ -73,6 +73,22 @@ def _grid(rows: int, columns: int, width: float, height: float) -> tuple[Figure,
     return figure, axes
 
 
+ARM_LABEL_WIDTH = 34  # characters per line of an arm's name on an axis
+
+
+def _label(arm: str) -> str:
+    """An arm's name wrapped at its '+' so a stack of eight techniques does not squash the axes."""
+    lines, line = [], ""
+    for part in arm.split("+"):
+        candidate = f"{line}+{part}" if line else part
+        if line and len(candidate) > ARM_LABEL_WIDTH:
+            lines.append(line + "+")
+            line = part
+        else:
+            line = candidate
+    return "\n".join([*lines, line])
+
+
 def _arm_colors(arms: Sequence[str]) -> dict[str, str]:
     return {arm: COLORS[i % len(COLORS)] for i, arm in enumerate(arms)}
 
@@ -103,7 +119,7 @@ def _forest(analysis: Analysis, workloads: list[str]) -> Figure | None:
     arms = _ordered_arms(analysis.estimates)
     if not arms:
         return None
-    figure, axes = _grid(len(workloads), len(FOREST_METRICS), 4.2, 0.32 * len(arms) + 1.2)
+    figure, axes = _grid(len(workloads), len(FOREST_METRICS), 4.6, 0.42 * len(arms) + 1.2)
     for row, workload in enumerate(workloads):
         for column, name in enumerate(FOREST_METRICS):
             metric = get_metric(name)
@@ -117,7 +133,7 @@ def _forest(analysis: Analysis, workloads: list[str]) -> Figure | None:
                 mark = claimed.get((workload, techniques)) or _claimed_any_order(claimed, workload, techniques)
                 if mark is not None:
                     ax.plot(mark, y, marker="x", color="#c0392b", markersize=8, zorder=3)
-            ax.set_yticks(range(len(arms)), arms if column == 0 else [""] * len(arms), fontsize=8)
+            ax.set_yticks(range(len(arms)), [_label(a) for a in arms] if column == 0 else [""] * len(arms), fontsize=7)
             ax.invert_yaxis()
             _speedup_axis(ax)
             ax.set_title(f"{workload}: {metric.label} ({accounting.replace('_', '-')})", fontsize=9)
@@ -201,9 +217,10 @@ def _curves(trials: pd.DataFrame, curves: pd.DataFrame, workloads: list[str]) ->
             ax.set_ylabel("validation loss" if column == 0 else "", fontsize=8)
             ax.set_title(workload, fontsize=9)
             ax.tick_params(labelsize=7)
-        handles, labels = axes[row, -1].get_legend_handles_labels()
-        unique = dict(zip(labels, handles))
-        axes[row, -1].legend(unique.values(), unique.keys(), fontsize=6, loc="upper right", ncol=2)
+    # One legend for the whole figure, below it: arms are coloured alike in every panel.
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    figure.legend(unique.values(), unique.keys(), loc="outside lower center", ncol=3, fontsize=7)
     return figure
 
 
@@ -252,14 +269,14 @@ def _median_per_arm(trials: pd.DataFrame, workload: str, columns: Sequence[str])
 
 
 def _cost_breakdown(trials: pd.DataFrame, workloads: list[str]) -> Figure:
-    figure, axes = _grid(1, len(workloads), 5.2, 0.3 * trials["arm"].nunique() + 1.5)
+    figure, axes = _grid(1, len(workloads), 6.0, 0.42 * trials["arm"].nunique() + 1.5)
     for column, workload in enumerate(workloads):
         ax = axes[0, column]
         medians = _median_per_arm(trials, workload, [name for name, _, _ in BREAKDOWN])
         left = np.zeros(len(medians))
         for name, label, color in BREAKDOWN:
             values = medians[name].fillna(0).to_numpy(dtype=float)
-            ax.barh(medians.index, values, left=left, color=color, label=label)
+            ax.barh([_label(a) for a in medians.index], values, left=left, color=color, label=label)
             left += values
         ax.invert_yaxis()
         ax.set_xlabel("wall seconds (median trial)", fontsize=8)
@@ -270,7 +287,7 @@ def _cost_breakdown(trials: pd.DataFrame, workloads: list[str]) -> Figure:
 
 
 def _energy(trials: pd.DataFrame, workloads: list[str]) -> Figure:
-    figure, axes = _grid(len(workloads), 2, 4.8, 0.3 * trials["arm"].nunique() + 1.5)
+    figure, axes = _grid(len(workloads), 2, 5.6, 0.42 * trials["arm"].nunique() + 1.5)
     for row, workload in enumerate(workloads):
         medians = _median_per_arm(trials, workload, ["energy_j", "energy_pretrain_j", "device_s", "device_pretrain_s"])
         for column, (metric, pretrain, unit_scale, label) in enumerate(
@@ -279,8 +296,9 @@ def _energy(trials: pd.DataFrame, workloads: list[str]) -> Figure:
             ax = axes[row, column]
             own = medians[metric].fillna(0).to_numpy(dtype=float) * unit_scale
             extra = medians[pretrain].fillna(0).to_numpy(dtype=float) * unit_scale
-            ax.barh(medians.index, own, color="#16a085", label="training + overhead")
-            ax.barh(medians.index, extra, left=own, color="#8e44ad", label="pretraining")
+            labels = [_label(a) for a in medians.index]
+            ax.barh(labels, own, color="#16a085", label="training + overhead")
+            ax.barh(labels, extra, left=own, color="#8e44ad", label="pretraining")
             ax.invert_yaxis()
             ax.set_xlabel(label, fontsize=8)
             ax.tick_params(labelsize=7)

@@ -39,7 +39,7 @@ def render(analysis: Analysis, figures: dict[str, FigureFile]) -> str:
         transfer=_transfer_rows(analysis.estimates),
         speedups=_speedup_table(analysis.estimates),
         figures={name: {"src": _data_uri(f), "caption": f.caption, "file": f.path.name} for name, f in figures.items()},
-        provenance=_provenance(analysis), metrics=METRICS,
+        provenance=_provenance(analysis), superseded=analysis.results.superseded_trials,
         energy_methods=sorted({str(m) for m in analysis.results.trials["energy_method"].dropna().unique()}),
         statuses=analysis.results.trials.groupby(["workload", "status"]).size().reset_index(name="n")
         .to_dict("records"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from step7bench.analysis.gate import IMPROVED, REGRESSED, UNCHANGED, baseline_dict, compare, load_baseline
@@ -113,3 +114,14 @@ def test_cli_gate_bad_input_exits_2_with_one_line(results_dir, tmp_path, capsys,
 def test_loading_a_folder_without_results_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no results"):
         load_results(tmp_path)
+
+
+def test_trials_of_an_older_suite_version_are_left_out():
+    from step7bench.analysis.results import latest_suite_version
+
+    old, new = _results(seeds=range(2)), _results(seeds=range(3))
+    old_runs = old.runs.assign(run_id="old", suite_hash="before", started_at="1999-01-01T00:00:00+00:00")
+    trials = pd.concat([old.trials.assign(run_id="old", trial_id="old-" + old.trials["trial_id"]), new.trials])
+    kept = latest_suite_version(trials, pd.concat([old.curves, new.curves]), pd.concat([old_runs, new.runs]))
+    assert len(kept.trials) == len(new.trials) and kept.superseded_trials == len(old.trials)
+    assert set(kept.runs["run_id"]) == set(new.runs["run_id"])
