@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from importlib.metadata import version
 from typing import Any
 
-import step7bench
 from step7bench.analysis.checks import AACheck, ControlComparison
 from step7bench.analysis.claims import ClaimResult, CumulativeRow
 from step7bench.analysis.results import Analysis
@@ -21,13 +21,14 @@ from step7bench.analysis.speedups import SpeedupEstimate
 from step7bench.analysis.stats import BOTH_MISSED_SPEEDUP, Interval
 
 SCHEMA_VERSION = 1
+PACKAGE_VERSION = version("step7bench")  # of the installed distribution, whatever the import path
 
 
 def summary_dict(analysis: Analysis) -> dict[str, Any]:
     """The whole summary, JSON-ready (see the module docstring for infinities)."""
     return json_ready({
         "schema_version": SCHEMA_VERSION,
-        "generated_by": f"step7bench {step7bench.__version__}",
+        "generated_by": f"step7bench {PACKAGE_VERSION}",
         "suite": _suite(analysis),
         "hardware": _hardware(analysis),
         "runs": _runs(analysis),

@@ -14,13 +14,13 @@ from typing import Any
 
 import jinja2
 
-import step7bench
 from step7bench.analysis.checks import AACheck, ControlComparison
 from step7bench.analysis.claims import ClaimResult, CumulativeRow
 from step7bench.analysis.metrics import METRICS, get_metric
 from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
 from step7bench.analysis.stats import Interval
+from step7bench.analysis.summary import PACKAGE_VERSION
 from step7bench.report.figures import FigureFile
 
 _ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("step7bench.report", "templates"),
@@ -31,7 +31,7 @@ _ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("step7bench.report
 def render(analysis: Analysis, figures: dict[str, FigureFile]) -> str:
     """The page's HTML."""
     return _ENVIRONMENT.get_template("index.html.j2").render(
-        version=step7bench.__version__, settings=analysis.settings, downstream_tasks=analysis.downstream_tasks,
+        version=PACKAGE_VERSION, settings=analysis.settings, downstream_tasks=analysis.downstream_tasks,
         claims=[_claim_row(c) for c in analysis.claims],
         cumulative=[_cumulative_row(r) for r in analysis.cumulative],
         aa=[_aa_row(c) for c in analysis.aa], untrusted=analysis.untrusted_metrics, has_aa=bool(analysis.aa),
