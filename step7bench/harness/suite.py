@@ -103,7 +103,8 @@ def load_suite(name_or_path: str, *, specs: Mapping[str, TechniqueSpec] | None =
     `require_targets=False` accepts workloads without a usable target (what `calibrate` needs).
     """
     path = suite_path(name_or_path)
-    return _SuiteReader(Document(path), technique_registry.technique_specs() if specs is None else specs).read(require_targets)
+    specs = technique_registry.technique_specs() if specs is None else specs
+    return _SuiteReader(Document(path), specs).read(require_targets)
 
 
 class _SuiteReader:
@@ -236,9 +237,10 @@ class _SuiteReader:
         budget = Budget(max_steps=doc.get(entry, here, "max_steps", "positive_int", default.budget.max_steps),
                         max_seconds=float(doc.get(entry, here, "max_seconds", "positive_number",
                                                   default.budget.max_seconds)))
-        if budget.max_steps < default.hparams.warmup_steps:
-            raise doc.fail((*here, "max_steps"), f"budget of {budget.max_steps} steps ends inside the preset's "
-                                                 f"{default.hparams.warmup_steps} warm-up steps")
+        if budget.max_steps <= default.hparams.warmup_steps:
+            # The baseline's schedule would never decay: not the tuned baseline the method needs.
+            raise doc.fail((*here, "max_steps"), f"budget of {budget.max_steps} steps ends before the preset's "
+                                                 f"{default.hparams.warmup_steps} warm-up steps are over")
         target, source = self._target(entry, here, f"{name}/{preset}", targets, default.target_val_loss)
         if require_targets and not target > 0:
             raise doc.fail(here, f"workload {name}/{preset} has no reachable target ({target}; a cross-entropy "

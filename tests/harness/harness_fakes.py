@@ -104,7 +104,7 @@ arms = {arms}
 [[workload]]
 name = "digits"
 preset = "micro"
-max_steps = 20
+max_steps = 21
 target_val_loss = 2.2
 {extra}
 """

@@ -17,6 +17,8 @@ from step7bench.harness.matrix import build_arms
 from step7bench.harness.suite import SUITES_DIR, load_suite, load_targets, shipped_suites
 
 GOOD = mini_suite_text()
+CPU_SUITES = ("smoke", "quick")
+GPU_SUITES = ("full", "gpu")
 
 # (id, suite text, a fragment the message must contain, the line it must point at or None)
 MALFORMED = [
@@ -39,8 +41,8 @@ MALFORMED = [
      .replace("arms =", 'all_stack = ["gradient_caching", "distributed"]\narms ='), "stage conflict", 7),
     ("stack-not-in-techniques", GOOD.replace("arms =", 'seed_stack = ["curriculum", "transfer"]\narms ='),
      "not in matrix.techniques", 7),
-    ("zero-steps", GOOD.replace("max_steps = 20", "max_steps = 0"), "max_steps must be a positive integer", 12),
-    ("steps-inside-warmup", GOOD.replace("max_steps = 20", "max_steps = 5"), "warm-up", 12),
+    ("zero-steps", GOOD.replace("max_steps = 21", "max_steps = 0"), "max_steps must be a positive integer", 12),
+    ("steps-inside-warmup", GOOD.replace("max_steps = 21", "max_steps = 20"), "warm-up", 12),
     ("negative-seconds", GOOD + "max_seconds = -1.0\n", "max_seconds must be a positive finite number", 15),
     ("nan-target", GOOD.replace("target_val_loss = 2.2", "target_val_loss = nan"), "finite number", 13),
     ("unreachable-target", GOOD.replace("target_val_loss = 2.2", "target_val_loss = 0.0"), "positive", 13),
@@ -94,16 +96,23 @@ def test_an_unknown_suite_name_lists_the_shipped_ones(fake_specs):
 
 @pytest.mark.parametrize("name", shipped_suites())
 def test_every_shipped_suite_validates_against_the_real_registry(name):
-    suite = load_suite(name)
+    # Targets are calibrated on the hardware a suite is for: the GPU suites get theirs there.
+    suite = load_suite(name, require_targets=name not in GPU_SUITES)
     assert suite.workloads and suite.seeds >= 1
     assert "# step7bench run --suite" in suite.path.read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("name", CPU_SUITES)
+def test_the_cpu_suites_have_calibrated_targets(name):
+    assert {w.target_source for w in load_suite(name).workloads} == {"targets file"}
 
 
 @pytest.mark.parametrize("name", shipped_suites())
 def test_every_shipped_suite_runs_each_claim_arm_on_every_workload(name):
     from step7bench.techniques import technique_specs
 
-    suite, claims = load_suite(name), load_claims(SUITES_DIR / "claims" / "step7.toml")
+    suite = load_suite(name, require_targets=False)
+    claims = load_claims(SUITES_DIR / "claims" / "step7.toml")
     for workload in suite.workloads:
         arms = {arm.name for arm in build_arms(suite, technique_specs(), workload.task)}
         check_claims_against(claims, arms)
