@@ -80,7 +80,8 @@ def test_a_run_killed_after_its_first_trial_resumes_to_the_full_plan(tmp_path, s
 def test_kills_at_random_moments_end_with_the_trials_of_an_uninterrupted_run(tmp_path, suite, fake_specs):
     expected = {t.trial_id for t in plan(load_suite(str(suite)))}
     clean = tmp_path / "clean"
-    assert run_cli("run", "--suite", str(suite), "--results", str(clean), "--no-report", "--threads", "1").returncode == 0
+    clean_run = run_cli("run", "--suite", str(suite), "--results", str(clean), "--no-report", "--threads", "1")
+    assert clean_run.returncode == 0, clean_run.stderr
     reference = _check_complete(clean, expected)
 
     killed = tmp_path / "killed"
