@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
+import torch.distributed as dist
 
 from step7bench.engine.context import TrialContext
 from step7bench.engine.ledger import Ledger
@@ -148,14 +149,15 @@ class _Trial:
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         losses_in_segment = 0
         segment = _Segment.open(ctx, meter)
-        while ctx.step < self.budget.max_steps and segment.spent_s() < self.budget.max_seconds:
+        rules = _stop_rules(self.budget.max_seconds, self.device)
+        while ctx.step < self.budget.max_steps and not rules.out_of_time(segment):
             ids = self.stages.order.next_ids(ctx, self.stages.select.in_play(ctx), batch_size)
             batch = self.train_data.gather(ids).to(self.device)
             for transform in self.stages.transforms:
                 batch = transform.transform(ctx, batch)
             for gate in self.stages.gates:
                 batch = gate.gate(ctx, batch)
-            if len(batch) == 0:
+            if rules.skip(segment, len(batch)):
                 continue
             loss = self.stages.step.step(ctx, batch)
             if loss is None:
@@ -230,6 +232,54 @@ def _plugin_stats(plugin: Plugin) -> dict[str, Any]:
     for stage_name in plugin.filled_stages():
         stats.update(getattr(plugin, stage_name).stats())
     return stats
+
+
+class _OneProcess:
+    """The stop and skip rules of a trial in one process: its own clock, its own batch."""
+
+    def __init__(self, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+
+    def out_of_time(self, segment: _Segment) -> bool:
+        return segment.spent_s() >= self.max_seconds
+
+    def skip(self, segment: _Segment, examples: int) -> bool:
+        return examples == 0
+
+
+class _AgreedAcrossRanks(_OneProcess):
+    """The same rules agreed by every rank of a process group, so that no rank steps (and waits
+    in DDP's gradient all-reduce) while another has stopped or skipped.
+
+    One all-reduce (MAX) per batch carries both this rank's spent seconds and whether its batch
+    is empty: if any rank is out of time all stop, and if any rank's batch is empty all skip the
+    step (the other ranks' slices of that batch go untrained; what the gates spent on them stays
+    charged). The decision is taken after gating, so a rank never stops between gating and
+    stepping alone. Measured cost: about 0.4 ms per all-reduce of two float64 on two gloo ranks
+    of a busy 2-core CPU, the same order as DDP's own gradient all-reduce of a tiny model.
+    """
+
+    def __init__(self, max_seconds: float, device: torch.device) -> None:
+        super().__init__(max_seconds)
+        self._device = device  # NCCL reduces only tensors on the rank's GPU
+        self._stop = False
+
+    def out_of_time(self, segment: _Segment) -> bool:
+        return self._stop
+
+    def skip(self, segment: _Segment, examples: int) -> bool:
+        flags = torch.tensor([segment.spent_s(), float(examples == 0)], dtype=torch.float64, device=self._device)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        spent_s, any_empty = flags.tolist()
+        self._stop = spent_s >= self.max_seconds
+        return self._stop or any_empty > 0
+
+
+def _stop_rules(max_seconds: float, device: torch.device) -> _OneProcess:
+    """Per-process rules without a process group of several ranks, agreed rules with one."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return _AgreedAcrossRanks(max_seconds, device)
+    return _OneProcess(max_seconds)
 
 
 @dataclass
