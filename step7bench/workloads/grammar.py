@@ -93,8 +93,8 @@ class GrammarSpec:
         if not any(shape.children == 0 for shape in self.shapes):
             raise ValueError("shapes need one without children: the deepest level has only those")
         if len(self.shapes) > self.n_preterminals:
-            raise ValueError(f"n_preterminals={self.n_preterminals} is too few for {len(self.shapes)} shapes: "
-                             "the rules of a type must start with distinct preterminals")
+            raise ValueError(f"n_preterminals={self.n_preterminals} is too few for {len(self.shapes)} "
+                             "shapes: the rules of a type must start with distinct preterminals")
         if self.zipf_exponent < 0 or self.source_shift < 0:
             raise ValueError("zipf_exponent and source_shift must be >= 0")
 
@@ -139,6 +139,14 @@ def _normalise(weights: np.ndarray) -> np.ndarray:
     return weights / weights.sum(axis=-1, keepdims=True)
 
 
+def _inverse_cdf_table(probs: np.ndarray) -> np.ndarray:
+    """Cumulative sums along the last axis with the last entry exactly 1, so that counting the
+    entries <= u for u uniform in [0, 1) draws an index from `probs` and never runs past it."""
+    cdf = np.cumsum(probs, axis=-1)
+    cdf[..., -1] = 1.0
+    return cdf
+
+
 def _zipf_word_probs(spec: GrammarSpec, rng: np.random.Generator) -> np.ndarray:
     """(P, W) word probabilities: Zipf over a random order of each class."""
     ranks = np.argsort(rng.random((spec.n_preterminals, spec.words_per_preterminal)), axis=1) + 1.0
@@ -164,15 +172,20 @@ def _draw_templates(spec: GrammarSpec, rng: np.random.Generator) -> tuple[tuple[
 class Grammar:
     """A depth-bounded PCFG built from templates (see the module docstring) and its exact
     statistics. Symbols: preterminals are 0..P-1; nonterminal (type t, depth d) is
-    P + d * n_types + t, so a child's index is always larger than its parent's."""
+    P + d * n_types + t, so a child's index is always larger than its parent's.
+
+    The compiled rules are public, one row per rule, stored in order of their owner:
+    `rule_rhs` (right-hand side symbols, padded with -1), `rule_length`, `rule_prob` and
+    `rule_owner` (the nonterminal's index, symbol - P); `word_probs` is (P, W).
+    """
 
     def __init__(self, spec: GrammarSpec, templates: tuple[tuple[tuple[int, ...], ...], ...],
                  shape_probs: np.ndarray, word_probs: np.ndarray) -> None:
-        if shape_probs.shape != (spec.n_types, len(spec.shapes)):
-            raise ValueError(f"shape_probs must have shape {(spec.n_types, len(spec.shapes))}, got {shape_probs.shape}")
-        if word_probs.shape != (spec.n_preterminals, spec.words_per_preterminal):
-            raise ValueError(f"word_probs must have shape {(spec.n_preterminals, spec.words_per_preterminal)}, "
-                             f"got {word_probs.shape}")
+        expected_shapes = {"shape_probs": (spec.n_types, len(spec.shapes)),
+                           "word_probs": (spec.n_preterminals, spec.words_per_preterminal)}
+        for (name, shape), probs in zip(expected_shapes.items(), (shape_probs, word_probs), strict=True):
+            if probs.shape != shape:
+                raise ValueError(f"{name} must have shape {shape}, got {probs.shape}")
         self.spec = spec
         self.templates = templates
         self.shape_probs = shape_probs
@@ -193,9 +206,10 @@ class Grammar:
         all its depths, and each preterminal's word choice) moved by log-normal noise,
         p'_i proportional to p_i * exp(sigma * z_i) with z_i ~ N(0, 1) and sigma = `source_shift`."""
         sigma = self.spec.source_shift
-        shape_probs = _normalise(self.shape_probs * np.exp(sigma * rng.standard_normal(self.shape_probs.shape)))
-        word_probs = _normalise(self.word_probs * np.exp(sigma * rng.standard_normal(self.word_probs.shape)))
-        return Grammar(self.spec, self.templates, shape_probs, word_probs)
+        def shift(probs: np.ndarray) -> np.ndarray:
+            return _normalise(probs * np.exp(sigma * rng.standard_normal(probs.shape)))
+
+        return Grammar(self.spec, self.templates, shift(self.shape_probs), shift(self.word_probs))
 
     # -- compiled rule tables ---------------------------------------------------------------
     @property
@@ -237,9 +251,7 @@ class Grammar:
         rule_id = 0
         for nonterminal, rules in enumerate(per_nonterminal):
             probs = np.array([prob for _, prob in rules])
-            cdf = np.cumsum(probs)
-            cdf[-1] = 1.0
-            self._choice_cdf[nonterminal, :len(rules)] = cdf
+            self._choice_cdf[nonterminal, :len(rules)] = _inverse_cdf_table(probs)
             for k, (rhs, prob) in enumerate(rules):
                 self.rule_rhs[rule_id, :len(rhs)] = rhs
                 self.rule_length[rule_id] = len(rhs)
@@ -248,9 +260,7 @@ class Grammar:
                 self._choice_rule[nonterminal, k] = rule_id
                 self._rule_by_first[nonterminal, rhs[0]] = rule_id
                 rule_id += 1
-        word_cdf = np.cumsum(self.word_probs, axis=1)
-        word_cdf[:, -1] = 1.0
-        self._word_cdf = word_cdf
+        self._word_cdf = _inverse_cdf_table(self.word_probs)
 
     # -- exact statistics ---------------------------------------------------------------------
     @cached_property
@@ -298,7 +308,8 @@ class Grammar:
         rules_nats = 0.0
         for nonterminal in range(self.n_nonterminals):
             rules = self.rule_owner == nonterminal
-            rules_nats += nonterminal_counts[nonterminal] * _cross_entropy(self.rule_prob[rules], model.rule_prob[rules])
+            rule_nats = _cross_entropy(self.rule_prob[rules], model.rule_prob[rules])
+            rules_nats += nonterminal_counts[nonterminal] * rule_nats
         words_nats = sum(count * _cross_entropy(p, q) for count, p, q in
                          zip(preterminal_counts, self.word_probs, model.word_probs, strict=True))
         return float(rules_nats + words_nats)
@@ -365,7 +376,8 @@ class Grammar:
             symbols, sentence = self._expand(symbols, sentence, open_mask, rules)
         draws = rng.random(symbols.shape[0])
         choice = (draws[:, None] >= self._word_cdf[symbols]).sum(axis=1)
-        log_prob += np.bincount(sentence, weights=np.log(self.word_probs[symbols, choice]), minlength=n_sentences)
+        log_prob += np.bincount(sentence, weights=np.log(self.word_probs[symbols, choice]),
+                                minlength=n_sentences)
         words = symbols * self.spec.words_per_preterminal + choice
         return self._pack(words, sentence, n_sentences, log_prob)
 
@@ -380,7 +392,9 @@ class Grammar:
         expanded = np.where(open_mask[source], self.rule_rhs[rule_at[source], offset], symbols[source])
         return expanded, sentence[source]
 
-    def _pack(self, words: np.ndarray, sentence: np.ndarray, n_sentences: int, log_prob: np.ndarray) -> Sample:
+    def _pack(self, words: np.ndarray, sentence: np.ndarray, n_sentences: int,
+              log_prob: np.ndarray) -> Sample:
+        """Flat words with their sentence index -> a padded (N, max_sentence_length) Sample."""
         lengths = np.bincount(sentence, minlength=n_sentences)
         position = np.arange(words.shape[0]) - np.repeat(np.cumsum(lengths) - lengths, lengths)
         padded = np.full((n_sentences, self.spec.max_sentence_length), -1, dtype=np.int64)

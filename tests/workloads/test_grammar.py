@@ -250,3 +250,11 @@ def test_grammar_spec_rejects_bad_arguments(changes, match):
     arguments = {"n_types": 2, "depth": 2, "n_preterminals": 8, "words_per_preterminal": 3, "shapes": SHAPES}
     with pytest.raises(ValueError, match=match):
         GrammarSpec(**{**arguments, **changes})
+
+
+def test_grammar_and_sampler_reject_bad_arguments():
+    grammar = make(MICRO)
+    with pytest.raises(ValueError, match="word_probs"):
+        Grammar(MICRO, grammar.templates, grammar.shape_probs, grammar.word_probs[:, :2])
+    with pytest.raises(ValueError, match="n_sentences"):
+        grammar.sample(0, np.random.default_rng(0))
