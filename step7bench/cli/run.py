@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results", type=Path, help="results folder (default: reports/<suite name>/)")
     parser.add_argument("--shard", help="run part I of N of the trials, e.g. 2/4 (then `step7bench merge`); "
                                         "a shard writes no report")
+    parser.add_argument("--nproc-per-node", type=positive_int, default=1,
+                        help="ranks for trials whose arm includes `distributed`: each runs data-parallel under "
+                             "torchrun on this many processes (default 1: every trial in this process)")
     parser.add_argument("--no-report", action="store_true", help="print the summary table only, write no report")
     parser.set_defaults(handler=_run)
 
@@ -67,7 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     console = summary_console()
     try:
         outcome = run_suite(suite, results_dir, make_progress(), device=args.device, shard_spec=shard_spec,
-                            command_line=["step7bench", *sys.argv[1:]])
+                            nproc_per_node=args.nproc_per_node, command_line=["step7bench", *sys.argv[1:]])
     except KeyboardInterrupt:
         print(f"interrupted: finished trials are saved in {results_dir}; run the same command to resume",
               file=sys.stderr)

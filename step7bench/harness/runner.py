@@ -3,7 +3,8 @@
 The plan is the suite's trial matrix (optionally one shard of it). Trials already in the
 store are skipped, so re-running the same command after a crash, a kill or Ctrl-C picks up
 where it stopped. Each trial is written atomically when it ends; a trial that raises is
-recorded as failed with its error and the suite goes on.
+recorded as failed with its error and the suite goes on. With `nproc_per_node` > 1, trials whose
+arm includes the data-parallel technique run on that many ranks under torchrun (see parallel.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import torch
 from step7bench.engine import Ledger, Plugin, TrialResult, resolve_device, run_trial
 from step7bench.harness.lock import FolderLock
 from step7bench.harness.matrix import TrialSpec, plan_trials, shard
+from step7bench.harness.parallel import (ParallelTrialError, check_nproc_per_node, run_data_parallel,
+                                         runs_data_parallel)
 from step7bench.harness.progress import PlainProgress, LiveProgress
 from step7bench.harness.store import ResultsStore, TrialRecord
 from step7bench.harness.suite import Suite
@@ -58,8 +61,10 @@ def plan(suite: Suite, shard_spec: tuple[int, int] | None = None,
 
 def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, device: str = "auto",
               shard_spec: tuple[int, int] | None = None, command_line: Sequence[str] = (),
-              specs: Mapping[str, TechniqueSpec] | None = None) -> RunOutcome:
-    """Run every trial of the plan that the store does not hold yet."""
+              specs: Mapping[str, TechniqueSpec] | None = None, nproc_per_node: int = 1) -> RunOutcome:
+    """Run every trial of the plan that the store does not hold yet; data-parallel ones on
+    `nproc_per_node` ranks."""
+    check_nproc_per_node(nproc_per_node)
     specs = technique_registry.technique_specs() if specs is None else specs
     trials = plan(suite, shard_spec, specs)
     torch_device = resolve_device(device)
@@ -68,7 +73,7 @@ def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, 
         todo = [trial for trial in trials if trial.trial_id not in done]
         fingerprint = device_fingerprint(torch_device)
         run_id = store.add_run(_provenance(suite, fingerprint, command_line, shard_spec))
-        runner = _TrialRunner(torch_device, specs, progress)
+        runner = _TrialRunner(torch_device, specs, progress, nproc_per_node)
         progress.start(len(todo), len(trials) - len(todo))
         failed = 0
         try:
@@ -101,10 +106,14 @@ def _provenance(suite: Suite, fingerprint: dict[str, Any], command_line: Sequenc
 
 
 class _TrialRunner:
-    """Builds each trial's workload (cached per suite entry) and plugins, and runs it."""
+    """Builds each trial's workload (cached per suite entry) and plugins, and runs it, in this
+    process or, for a data-parallel trial, on `nproc_per_node` ranks (whose own plugins come
+    from the technique registry: the ones built here only check that the trial can start)."""
 
-    def __init__(self, device: torch.device, specs: Mapping[str, TechniqueSpec], progress: ProgressSink) -> None:
+    def __init__(self, device: torch.device, specs: Mapping[str, TechniqueSpec], progress: ProgressSink,
+                 nproc_per_node: int = 1) -> None:
         self.device, self.specs, self.progress = device, specs, progress
+        self.nproc_per_node = nproc_per_node
         self._workloads: dict[tuple[str, str, int], Workload] = {}
 
     def workload(self, trial: TrialSpec) -> Workload:
@@ -120,19 +129,27 @@ class _TrialRunner:
             workload = self.workload(trial)
             plugins = self.plugins(trial, workload)
         except Exception as exc:  # a technique that cannot even be built fails its trial only
-            result = _failed_before_start(trial, self.device, exc)
+            result = _failed(trial, self.device, exc)
         else:
-            result = run_trial(workload, trial.seed, plugins, device=self.device,
-                               target_val_loss=trial.workload.target_val_loss, budget=trial.workload.budget,
-                               on_eval=lambda point: self.progress.evaluated(trial, point))
+            result = self._train(trial, workload, plugins)
         self.progress.trial_finished(trial, result)
         return result
+
+    def _train(self, trial: TrialSpec, workload: Workload, plugins: list[Plugin]) -> TrialResult:
+        if runs_data_parallel(trial, self.nproc_per_node):
+            try:
+                return run_data_parallel(trial, self.device, self.nproc_per_node)
+            except ParallelTrialError as exc:
+                return _failed(trial, self.device, exc)
+        return run_trial(workload, trial.seed, plugins, device=self.device,
+                         target_val_loss=trial.workload.target_val_loss, budget=trial.workload.budget,
+                         on_eval=lambda point: self.progress.evaluated(trial, point))
 
     def plugins(self, trial: TrialSpec, workload: Workload) -> list[Plugin]:
         return [self.specs[name].plugin(workload, trial.settings.get(name, {})) for name in trial.arm.techniques]
 
 
-def _failed_before_start(trial: TrialSpec, device: torch.device, exc: Exception) -> TrialResult:
+def _failed(trial: TrialSpec, device: torch.device, exc: Exception) -> TrialResult:
     return TrialResult(
         status="failed", workload=trial.workload.name, preset=trial.workload.preset,
         techniques=list(trial.arm.techniques), seed=trial.seed, device=str(device),
