@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/step7bench trial --workload grammar-lm --preset small --seed 0
+	$(BIN)/step7bench run --suite quick --threads 1
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q
