@@ -5,11 +5,12 @@ from __future__ import annotations
 import io
 
 import pytest
+import torch
 from harness_fakes import mini_suite_text
 
 from step7bench.cli import main
 from step7bench.harness.matrix import Arm, TrialSpec
-from step7bench.harness.parallel import runs_data_parallel, threads_per_rank
+from step7bench.harness.parallel import ParallelTrialError, run_data_parallel, runs_data_parallel, threads_per_rank
 from step7bench.harness.progress import PlainProgress
 from step7bench.harness.runner import plan, run_suite
 from step7bench.harness.store import ResultsStore
@@ -64,3 +65,11 @@ def test_a_data_parallel_trial_is_stored_with_its_ranks_added_up(distributed_sui
     # Each rank forwards half of every global batch; the stored trial counts the batch once.
     assert parallel["steps"] == single["steps"]
     assert parallel["examples_forward"] == single["examples_forward"]
+
+
+@pytest.mark.slow
+def test_a_rank_that_fails_hands_back_its_error(distributed_suite):
+    trial = plan(distributed_suite)[-1]
+    broken = TrialSpec(trial.workload, Arm("broken", "alone", ("distributed", "no_such_technique")), 0, {})
+    with pytest.raises(ParallelTrialError, match="no_such_technique"):
+        run_data_parallel(broken, torch.device("cpu"), 2, timeout_s=120)
