@@ -1,9 +1,9 @@
 """Speedups of every arm over the baseline, paired by seed, on every metric and accounting.
 
 Pairing (the harness's design): all arms of a workload share seeds with the baseline and are
-paired with it seed by seed; the A/A arm ran the baseline on *other* seeds and is paired with
-it by position in sorted seed order. Failed trials (the code raised) measured nothing: the
-seed is left out of that pair and counted in `n_failed`.
+paired with it seed by seed; the A/A arm ran the baseline again on seeds AA_SEED_OFFSET + i and
+its seed AA_SEED_OFFSET + i is paired with baseline seed i. Failed trials (the code raised)
+measured nothing: the pair is left out on both sides and the failure counted in `n_failed`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from step7bench.analysis.metrics import (ACCOUNTINGS, DEFAULT_DOWNSTREAM_TASKS, 
                                          costs_to_target, supports)
 from step7bench.analysis.stats import (DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Interval, median, olympic_mean,
                                        median_rows, paired_bootstrap, seed_speedups)
+from step7bench.harness.suite import AA_SEED_OFFSET
 from step7bench.seeding import numpy_rng
 
 BASELINE_ARM = "baseline"
@@ -145,10 +146,11 @@ class CostTable:
         arm_side = self._side(workload, arm, metric, accounting)
         ref_side = self._side(workload, reference, metric, accounting)
         if arm == AA_ARM and reference == BASELINE_ARM:
-            # Other seeds: pair the k-th smallest A/A seed with the k-th smallest baseline seed.
-            n = min(len(arm_side), len(ref_side))
-            arm_side, ref_side = arm_side.iloc[:n], ref_side.iloc[:n]
-            seeds, ref_seeds = arm_side.index.to_numpy(), ref_side.index.to_numpy()
+            # By the seed each A/A trial repeats, never by position: a failed trial on either side
+            # would otherwise shift every later pair onto the wrong partner.
+            common = (arm_side.index - AA_SEED_OFFSET).intersection(ref_side.index).sort_values()
+            arm_side, ref_side = arm_side.loc[common + AA_SEED_OFFSET], ref_side.loc[common]
+            seeds, ref_seeds = arm_side.index.to_numpy(), common.to_numpy()
         else:
             common = arm_side.index.intersection(ref_side.index).sort_values()
             arm_side, ref_side = arm_side.loc[common], ref_side.loc[common]

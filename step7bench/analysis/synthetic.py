@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from step7bench.harness.store import ResultsStore
+from step7bench.harness.suite import AA_SEED_OFFSET
 from step7bench.seeding import numpy_rng
 
 BASE_STEPS = 400
@@ -52,9 +53,10 @@ def synthetic_trials(arms: Sequence[PlantedArm], seeds: Sequence[int], workload:
                      seed_spread: float = 0.3, arm_noise: float = 0.05, measurement_noise: float = 0.05,
                      aa_seeds: Sequence[int] | None = None, random_seed: int = 0) -> pd.DataFrame:
     """A trials table with the baseline, `arms`, and an A/A arm on `aa_seeds` (default: seeds
-    offset by 1000). Noise levels are standard deviations of log-normal factors."""
+    offset by AA_SEED_OFFSET, as the harness runs it). Noise levels are standard deviations of
+    log-normal factors."""
     rng = numpy_rng(random_seed, f"synthetic:{workload}")
-    aa_seeds = list(aa_seeds) if aa_seeds is not None else [seed + 1000 for seed in seeds]
+    aa_seeds = list(aa_seeds) if aa_seeds is not None else [seed + AA_SEED_OFFSET for seed in seeds]
     difficulty = {seed: float(rng.lognormal(0.0, seed_spread)) for seed in [*seeds, *aa_seeds]}
     everyone = [PlantedArm("baseline", 1.0, "baseline", ""), PlantedArm("aa", 1.0, "aa", ""), *arms]
     rows = []

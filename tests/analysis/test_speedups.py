@@ -10,6 +10,7 @@ import pytest
 from step7bench.analysis.metrics import costs_to_target, get_metric
 from step7bench.analysis.speedups import BootstrapSettings, CostTable, all_estimates, estimate, estimates_frame
 from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
+from step7bench.harness.suite import AA_SEED_OFFSET
 
 SEEDS = range(20)  # enough seeds that the percentile interval of a median covers well
 
@@ -53,10 +54,22 @@ def test_a_planted_one_and_a_half_times_effect_is_recovered(table, metric):
     assert _coverage("fast", metric, 1.5) >= 0.8
 
 
-def test_the_aa_arm_holds_one_and_pairs_by_position_in_sorted_seed_order(table):
+def test_the_aa_arm_holds_one_and_pairs_each_seed_with_the_baseline_seed_it_repeats(table):
     assert _coverage("aa", "steps", 1.0) >= 0.8
     pairs = table.pair(W, "aa", get_metric("steps"))
-    assert pairs.seeds.tolist() == [seed + 1000 for seed in SEEDS] and pairs.baseline_seeds.tolist() == list(SEEDS)
+    assert pairs.seeds.tolist() == [seed + AA_SEED_OFFSET for seed in SEEDS]
+    assert pairs.baseline_seeds.tolist() == list(SEEDS)
+
+
+@pytest.mark.parametrize("arm", ["aa", "baseline"])
+def test_a_failed_aa_or_baseline_trial_drops_its_pair_and_keeps_the_others_aligned(trials, arm):
+    broken = trials.copy()
+    failed_seed = 3 + (AA_SEED_OFFSET if arm == "aa" else 0)
+    broken.loc[(broken["arm"] == arm) & (broken["seed"] == failed_seed), "status"] = "failed"
+    pairs = CostTable(broken).pair(W, "aa", get_metric("steps"))
+    kept = [seed for seed in SEEDS if seed != 3]
+    assert pairs.baseline_seeds.tolist() == kept and pairs.seeds.tolist() == [s + AA_SEED_OFFSET for s in kept]
+    assert pairs.n_failed == 1
 
 
 def test_missed_targets_are_infinite_costs_and_zero_speedups(trials, table):
