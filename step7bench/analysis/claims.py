@@ -26,8 +26,8 @@ import numpy as np
 
 from step7bench.analysis.metrics import Accounting, Metric, get_metric, supports
 from step7bench.analysis.speedups import AA_ARM, BASELINE_ARM, BootstrapSettings, CostTable, SpeedupEstimate, estimate
-from step7bench.analysis.stats import (NOT_MEASURED, Interval, Verdict, paired_bootstrap, ratio_of_medians,
-                                       verdict)
+from step7bench.analysis.stats import (NOT_MEASURED, Interval, Verdict, median, paired_bootstrap,
+                                       ratio_of_medians, verdict)
 
 NOT_ARMS = (BASELINE_ARM, AA_ARM)
 
@@ -63,7 +63,9 @@ class ClaimResult:
 @dataclass(frozen=True)
 class CumulativeRow:
     """A row of the seed's cumulative table on one workload: its stack measured directly, the
-    product of its techniques measured alone, and their ratio (the interaction)."""
+    product of its techniques measured alone, and their ratio (the interaction). The product and
+    the interaction are taken on the seeds the stack and every alone arm share (`measured` is on
+    every seed of the stack), so `interaction` is the stack's median over `product_alone` there."""
 
     name: str
     workload: str
@@ -117,29 +119,39 @@ def _cumulative_row(table: CostTable, workload: str, claim: Claim, settings: Boo
     judged = _judge(table, workload, claim, settings)
     alone = [arm_for(table, workload, [technique]) for technique in claim.techniques]
     stack = arm_for(table, workload, claim.techniques)
-    product = interaction = interval = None
+    interaction = Interaction(None, None, None)
     if judged.measured is not None and stack is not None and None not in alone:
-        metric = get_metric(judged.metric)
-        alone_estimates = [estimate(table, workload, arm, metric, judged.accounting, settings) for arm in alone]
-        if None not in alone_estimates:
-            product = math.prod(e.median for e in alone_estimates)
-            interaction, interval = _interaction(table, workload, stack, alone, metric, judged.accounting, settings)
+        interaction = _interaction(table, workload, stack, alone, get_metric(judged.metric), judged.accounting,
+                                   settings)
     return CumulativeRow(claim.name, workload, judged.techniques, judged.claimed, judged.measured,
-                         product, interaction, interval)
+                         interaction.product_alone, interaction.point, interaction.interval)
+
+
+@dataclass(frozen=True)
+class Interaction:
+    """The product of the alone arms' median speedups and the interaction, both on the seeds the
+    stack and every alone arm share, so that `point` is the stack's median over `product_alone`
+    on those same seeds. All None when the arms share no seed."""
+
+    product_alone: float | None
+    point: float | None
+    interval: Interval | None
 
 
 def _interaction(table: CostTable, workload: str, stack: str, alone: Sequence[str], metric: Metric,
-                 accounting: Accounting, settings: BootstrapSettings) -> tuple[float | None, Interval | None]:
-    """Point estimate and joint bootstrap interval of the interaction on the seeds all arms share."""
+                 accounting: Accounting, settings: BootstrapSettings) -> Interaction:
+    """Product, point estimate and joint bootstrap interval of the interaction on the seeds all arms share."""
     per_arm = []  # a list, not a dict: a one-technique row's stack *is* its alone arm
     for arm in (stack, *alone):
         pairs = table.pair(workload, arm, metric, accounting)
         per_arm.append(dict(zip(pairs.seeds.tolist(), pairs.speedups())))
     common = sorted(set.intersection(*(set(speedups) for speedups in per_arm)))
     if not common:
-        return None, None
+        return Interaction(None, None, None)
     columns = [np.array([speedups[seed] for seed in common]) for speedups in per_arm]
+    with np.errstate(invalid="ignore"):  # 0 * inf: undefined, kept as NaN
+        product = math.prod(median(column) for column in columns[1:])
     point = float(ratio_of_medians(*(column[None, :] for column in columns))[0])
     rng = settings.rng(workload, "interaction", stack, metric.name, accounting)
     interval = paired_bootstrap(ratio_of_medians, columns, rng, settings.resamples, settings.confidence)
-    return (None if np.isnan(point) else point), interval
+    return Interaction(None if np.isnan(product) else product, None if np.isnan(point) else point, interval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import pytest
@@ -9,7 +10,8 @@ import pytest
 from step7bench.analysis.checks import BEATS, TIES, aa_checks, control_comparisons
 from step7bench.analysis.claims import arm_for, cumulative_table, judge_claims
 from step7bench.analysis.speedups import BootstrapSettings, CostTable
-from step7bench.analysis.stats import INCONCLUSIVE, NOT_MEASURED, REFUTED, SUPPORTED
+from step7bench.analysis.metrics import get_metric
+from step7bench.analysis.stats import INCONCLUSIVE, NOT_MEASURED, REFUTED, SUPPORTED, median
 from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
 
 FAST = BootstrapSettings(resamples=500)
@@ -81,3 +83,22 @@ def test_the_aa_check_covers_every_metric_the_workload_spends(table):
     checks = aa_checks(table, FAST)
     assert {check.metric for check in checks} >= {"steps", "flops", "wall_s", "energy_j"}
     assert all(check.holds_one for check in checks if check.metric == "steps")
+
+
+def test_the_product_alone_and_the_interaction_are_taken_on_the_same_seeds():
+    arms = [PlantedArm("a", 1.5), PlantedArm("b", 2.0), PlantedArm("a+b", 2.0, "cumulative")]
+    trials = synthetic_trials(arms, seeds=range(12), arm_noise=0.2, measurement_noise=0.02)
+    # Alone arm `a` failed on seeds 0-3: the alone-arm medians must leave those seeds out too.
+    trials.loc[(trials["arm"] == "a") & (trials["seed"] < 4), "status"] = "failed"
+    table = CostTable(trials)
+    (row,) = cumulative_table(table, [Claim("a then b", ["a", "b"], 2.8, "steps", "cumulative")], FAST)
+    shared = list(range(4, 12))
+
+    def median_on_shared(arm):
+        pairs = table.pair("synthetic", arm, get_metric("steps"))
+        return median([s for seed, s in zip(pairs.seeds, pairs.speedups()) if seed in shared])
+
+    assert row.product_alone == pytest.approx(median_on_shared("a") * median_on_shared("b"))
+    assert row.interaction == pytest.approx(median_on_shared("a+b") / row.product_alone)
+    assert row.product_alone != pytest.approx(math.prod(  # on each arm's own seeds it would differ
+        median(table.pair("synthetic", arm, get_metric("steps")).speedups()) for arm in ("a", "b")))
