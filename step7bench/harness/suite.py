@@ -123,7 +123,7 @@ class _SuiteReader:
             raise doc.fail(("name",), "name must not be empty")
         matrix = doc.get(top, (), "matrix", "table")
         techniques, seed_stack, all_stack, arms = self._matrix(matrix)
-        settings = self._settings(doc.get(top, (), "technique", "table", {}))
+        settings = self._inherit_control_settings(self._settings(doc.get(top, (), "technique", "table", {})))
         targets_path = self._targets_path(doc.get(top, (), "targets", "str"))
         targets = load_targets(targets_path) if targets_path and targets_path.is_file() else {}
         workloads = self._workloads(doc.get(top, (), "workload", "table_list"), targets, require_targets)
@@ -208,6 +208,27 @@ class _SuiteReader:
             doc.get(table, ("technique",), name, "table")
             doc.check_keys(values, path, self.specs[name].defaults)
         return {name: dict(values) for name, values in table.items()}
+
+    def _inherit_control_settings(self, settings: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """A control runs at its technique's rate: it takes the technique's settings for every key it
+        shares, so `[technique.curriculum] full_at = 0.3` also moves `curriculum_random`. A control's
+        own setting of a shared key that differs is an error (two rates for one comparison); keys
+        only the control has (gradient_caching_random's fixed `reuse_rate`) stay its own."""
+        merged = {name: dict(values) for name, values in settings.items()}
+        for name, values in settings.items():
+            control = self.specs[name].control
+            if control is None or control not in self.specs:
+                continue
+            shared = {key: value for key, value in values.items() if key in self.specs[control].defaults}
+            own = settings.get(control, {})
+            for key, value in shared.items():
+                if key in own and own[key] != value:
+                    raise self.doc.fail(("technique", control, key),
+                                        f"{control}.{key} = {own[key]!r} differs from {name}.{key} = {value!r}: "
+                                        "a control runs at its technique's settings (drop one of them)")
+            if shared:
+                merged[control] = {**shared, **own}
+        return merged
 
     # -- workloads --------------------------------------------------------------------------
     def _targets_path(self, relative: str | None) -> Path | None:

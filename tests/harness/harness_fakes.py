@@ -52,8 +52,8 @@ def _spec(name: str, stage: str, *, control: str | None = None, is_control: bool
 
 def fake_specs() -> dict[str, TechniqueSpec]:
     specs = [
-        _spec("curriculum", "order", control="curriculum_random"),
-        _spec("curriculum_random", "order", is_control=True),
+        _spec("curriculum", "order", control="curriculum_random", defaults={"full_at": 0.5}),
+        _spec("curriculum_random", "order", is_control=True, defaults={"full_at": 0.5, "reuse_rate": 0.2}),
         _spec("active_learning", "select", control="active_learning_random"),
         _spec("active_learning_random", "select", is_control=True),
         _spec("gradient_caching", "step"),

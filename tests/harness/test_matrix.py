@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from conftest import SUITES
+from harness_fakes import mini_suite_text
 from step7bench.harness.matrix import arm_name, build_arms, parse_shard, plan_trials, shard
 from step7bench.harness.suite import AA_SEED_OFFSET, load_suite
 
@@ -73,6 +74,15 @@ def test_settings_are_part_of_the_identity(tmp_path, fake_specs):
     ids = {p: {t.arm.name: t.trial_id for t in plan_trials(load_suite(str(p)), fake_specs)} for p in (plain, tuned)}
     assert ids[plain]["baseline"] == ids[tuned]["baseline"]
     assert ids[plain]["curriculum"] != ids[tuned]["curriculum"]
+
+
+def test_a_control_arm_trains_at_its_techniques_settings(tmp_path, fake_specs):
+    path = tmp_path / "controlled.toml"
+    path.write_text(mini_suite_text(arms='["baseline", "alone", "control"]',
+                                    extra="\n[technique.curriculum]\nfull_at = 0.3\n"))
+    settings = {t.arm.name: t.settings for t in plan_trials(load_suite(str(path)), fake_specs)}
+    assert settings["curriculum_random"]["curriculum_random"] == {"full_at": 0.3}
+    assert settings["curriculum"]["curriculum"] == {"full_at": 0.3}
 
 
 @given(total=st.integers(0, 60), count=st.integers(1, 8))

@@ -52,6 +52,9 @@ MALFORMED = [
     ("unknown-setting", GOOD + '\n[technique.curriculum]\npace = "fast"\n', "unknown key 'technique.curriculum.pace'",
      17),
     ("settings-unknown-technique", GOOD + "\n[technique.telepathy]\nx = 1\n", "unknown technique 'telepathy'", 16),
+    ("control-setting-conflicts", GOOD + "\n[technique.curriculum]\nfull_at = 0.3\n"
+                                         "[technique.curriculum_random]\nfull_at = 0.4\n",
+     "curriculum_random.full_at = 0.4 differs from curriculum.full_at = 0.3", 19),
     ("matrix-not-table", GOOD.replace("[matrix]", "matrix = 3\n[other]"), "unknown key 'other'", None),
 ]
 
@@ -66,6 +69,15 @@ def test_the_good_suite_loads(tmp_path, fake_specs):
     suite = load_suite(str(_write(tmp_path, GOOD)))
     assert suite.techniques == ("curriculum", "active_learning")
     assert suite.workloads[0].target_source == "suite"
+
+
+def test_a_control_runs_at_its_techniques_settings_and_keeps_its_own_keys(tmp_path, fake_specs):
+    text = GOOD + "\n[technique.curriculum]\nfull_at = 0.3\n[technique.curriculum_random]\nreuse_rate = 0.1\n"
+    suite = load_suite(str(_write(tmp_path, text)))
+    assert suite.settings_for("curriculum_random") == {"full_at": 0.3, "reuse_rate": 0.1}
+    assert suite.settings_for("curriculum") == {"full_at": 0.3}
+    agreeing = GOOD + "\n[technique.curriculum]\nfull_at = 0.3\n[technique.curriculum_random]\nfull_at = 0.3\n"
+    assert load_suite(str(_write(tmp_path, agreeing))).settings_for("curriculum_random") == {"full_at": 0.3}
 
 
 @pytest.mark.parametrize("case_id, text, fragment, line", MALFORMED, ids=[case[0] for case in MALFORMED])
