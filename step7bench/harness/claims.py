@@ -3,8 +3,8 @@
 Each claim names the arm it is about (its techniques, in the suite's canonical order), the
 factor claimed, the cost metric it is judged on, and its kind: `technique` (one technique
 alone), `cumulative` (a row of the seed's cumulative table, measured on the stack it refers
-to) or `target` (the overall goal). The metric is a ledger total (`Ledger.field_names()`,
-plus `wall_s` and `flops_total`) on which a speedup is cost(baseline) / cost(arm).
+to) or `target` (the overall goal). The metric is one the analysis measures speedups on
+(`step7bench.metric_names`, by name or ledger column): cost(baseline) / cost(arm).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from step7bench.errors import UserError
 from step7bench.harness.checking import Document
-from step7bench.harness.store import ledger_columns
+from step7bench.metric_names import metric_keys
 
 CLAIM_KINDS = ("technique", "cumulative", "target")
 CLAIM_KEYS = ("name", "techniques", "claimed", "metric", "kind", "source")
@@ -34,17 +34,12 @@ class Claim:
         return "+".join(self.techniques)
 
 
-def cost_metrics() -> list[str]:
-    """Ledger totals a claim may be judged on: the numeric ones."""
-    return [name for name, kind in ledger_columns().items() if kind in ("INTEGER", "REAL")]
-
-
 def load_claims(path: Path | str) -> list[Claim]:
     """Read and validate a claims file; errors are one line, `FILE:LINE: what is wrong`."""
     doc = Document(Path(path))
     doc.check_keys(doc.values, (), ("metric", "claim"), required=("claim",))
     default_metric = doc.get(doc.values, (), "metric", "str")
-    metrics = cost_metrics()
+    metrics = metric_keys()
     if default_metric is not None and default_metric not in metrics:
         raise doc.fail(("metric",), f"unknown metric {default_metric!r} (choose from {', '.join(metrics)})")
     claims = [_claim(doc, i, entry, default_metric, metrics)

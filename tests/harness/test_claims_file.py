@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from step7bench.errors import UserError
-from step7bench.harness.claims import cost_metrics, load_claims
+from step7bench.analysis.metrics import get_metric
+from step7bench.harness.claims import load_claims
 from step7bench.harness.suite import SUITES_DIR
+from step7bench.metric_names import metric_keys
 
 
 def test_the_seed_claims_load_with_their_factors():
@@ -44,6 +46,17 @@ def test_malformed_claims_name_the_line(tmp_path, text, fragment, line):
     assert fragment in str(caught.value) and f"{path}:{line}:" in str(caught.value)
 
 
-def test_claim_metrics_are_numeric_ledger_totals():
-    assert {"device_s", "steps", "flops_total", "wall_s", "energy_j"} <= set(cost_metrics())
-    assert "energy_method" not in cost_metrics()
+def test_claim_metrics_are_the_metrics_the_analysis_measures():
+    keys = metric_keys()
+    assert {"device_s", "device_hours", "steps", "flops", "flops_total", "wall_s", "energy_j"} <= set(keys)
+    assert "energy_method" not in keys
+    for key in keys:  # every metric a claims file may name is one the analysis can judge
+        get_metric(key)
+
+
+@pytest.mark.parametrize("column", ["flops_overhead", "wall_eval_s", "peak_memory_bytes"])
+def test_a_ledger_column_without_a_speedup_metric_is_refused_at_load(tmp_path, column):
+    path = tmp_path / "claims.toml"
+    path.write_text(GOOD.replace('"device_s"', f'"{column}"'))
+    with pytest.raises(UserError, match=f"{path}:6: unknown metric '{column}'"):
+        load_claims(path)
