@@ -22,6 +22,7 @@ from torch import nn
 
 from step7bench.engine.ledger import Ledger
 from step7bench.measure.clock import Clock
+from step7bench.measure.energy import EnergyMeter
 from step7bench.measure.flops import FlopCounter
 from step7bench.seeding import numpy_rng, torch_generator
 from step7bench.workloads.base import Batch, Budget, ExampleDataset, Hyperparameters, Workload
@@ -40,11 +41,12 @@ class TrialContext:
     ledger: Ledger
     clock: Clock
     flops: FlopCounter
+    meter: EnergyMeter  # the trial's meter; `audit()` opens its own window on it
     step: int = 0  # optimizer steps taken so far
-    last_val_loss: float | None = None
     forward_observers: list[Callable[[Batch, torch.Tensor], None]] = field(default_factory=list)
     _overhead_depth: int = field(default=0, repr=False)
     _overhead_s_in_segment: float = field(default=0.0, repr=False)
+    _audit_j_in_segment: float = field(default=0.0, repr=False)
 
     # -- randomness -------------------------------------------------------------------------
     def rng(self, purpose: str) -> np.random.Generator:
@@ -101,9 +103,15 @@ class TrialContext:
         self.ledger.steps += 1
 
     # -- time -----------------------------------------------------------------------------
+    # Attribution on CUDA: the clock read that opens `overhead()` or `audit()` synchronises the
+    # device, so the wait for training kernels still queued lands *before* the window, in
+    # `wall_train_s`, where that work belongs; the read that closes the window waits for the
+    # kernels queued inside it, so the technique's own device work is in its window. A host-side
+    # `float(tensor)` inside the window therefore waits only for the technique's kernels.
     @contextlib.contextmanager
     def overhead(self) -> Iterator[None]:
-        """Book the enclosed wall time as technique overhead (nested uses count once)."""
+        """Book the enclosed wall time as technique overhead (nested uses count once). Its
+        joules stay in the training window's `energy_j`, which counts training and overhead."""
         self._overhead_depth += 1
         start_s = self.clock.now() if self._overhead_depth == 1 else 0.0
         try:
@@ -117,21 +125,33 @@ class TrialContext:
 
     @contextlib.contextmanager
     def audit(self) -> Iterator[None]:
-        """Book the enclosed wall time as audit: work that checks a technique (e.g. a fresh
-        gradient to compare with a cached one), reported in `ledger.wall_audit_s` and charged
-        to neither training nor overhead. Not to be nested in `overhead()`."""
+        """Book the enclosed work as audit: work that checks a technique (e.g. a fresh gradient
+        to compare with a cached one). Its wall seconds go to `ledger.wall_audit_s` and its
+        joules (an energy window of its own) to `ledger.energy_audit_j`; the loop takes both out
+        of the training segment, so neither training nor overhead is charged. Not to be nested
+        in `overhead()`."""
         if self._overhead_depth:
             raise RuntimeError("ctx.audit() inside ctx.overhead() would book its time twice")
+        self.meter.begin_window("audit")
         start_s = self.clock.now()
         try:
             yield
         finally:
             elapsed_s = self.clock.now() - start_s
+            energy = self.meter.end_window("audit")
             self.ledger.wall_audit_s += elapsed_s
+            self.ledger.charge_energy(energy.energy_j, energy.method, bucket="audit")
             self._overhead_s_in_segment += elapsed_s
+            self._audit_j_in_segment += energy.energy_j
 
     def take_segment_overhead_s(self) -> float:
         """Overhead and audit seconds booked since the last call; the loop subtracts them from
         training time."""
         taken, self._overhead_s_in_segment = self._overhead_s_in_segment, 0.0
+        return taken
+
+    def take_segment_audit_j(self) -> float:
+        """Audit joules booked since the last call; the loop subtracts them from the training
+        segment's energy."""
+        taken, self._audit_j_in_segment = self._audit_j_in_segment, 0.0
         return taken

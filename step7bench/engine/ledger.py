@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+EnergyBucket = Literal["train", "eval", "audit"]
+_ENERGY_FIELDS: dict[str, str] = {"train": "energy_j", "eval": "energy_eval_j", "audit": "energy_audit_j"}
 
 
 @dataclass
@@ -41,7 +44,8 @@ class Ledger:
     wall_eval_s: float = 0.0
     # (wall_train_s + wall_overhead_s) x devices that ran the trial.
     device_s: float = 0.0
-    # Energy of training + overhead, and of evaluation apart; `energy_method` names the meter.
+    # Energy of training + overhead, and of evaluation apart (audit energy: see below);
+    # `energy_method` names the meter.
     energy_j: float = 0.0
     energy_eval_j: float = 0.0
     energy_method: str = ""
@@ -57,6 +61,7 @@ class Ledger:
     # reported, never charged to the technique's cost.
     wall_audit_s: float = 0.0
     flops_audit: int = 0
+    energy_audit_j: float = 0.0
     # Ranks that trained in data parallel; examples are counted once across ranks.
     world_size: int = 1
     _methods: list[str] = field(default_factory=list, repr=False)
@@ -76,11 +81,13 @@ class Ledger:
         self.examples_overhead += examples
         self.flops_overhead += flops
 
-    def charge_energy(self, energy_j: float, method: str, *, evaluation: bool = False) -> None:
-        if evaluation:
-            self.energy_eval_j += energy_j
-        else:
-            self.energy_j += energy_j
+    def charge_energy(self, energy_j: float, method: str, *, bucket: EnergyBucket = "train") -> None:
+        """Book joules to training + overhead (`energy_j`), evaluation or audit; `method` names
+        the meter that measured them."""
+        if bucket not in _ENERGY_FIELDS:
+            raise ValueError(f"bucket must be one of {sorted(_ENERGY_FIELDS)}, got {bucket!r}")
+        field_name = _ENERGY_FIELDS[bucket]
+        setattr(self, field_name, getattr(self, field_name) + energy_j)
         if method not in self._methods:
             self._methods.append(method)
             self.energy_method = "+".join(self._methods)

@@ -82,8 +82,9 @@ def resolve_device(device: str | torch.device) -> torch.device:
 
 
 def build_optimizer(model: torch.nn.Module, workload: Workload) -> torch.optim.AdamW:
-    """AdamW with decoupled weight decay on matrices only (biases, norms and embeddings' position
-    tables are 1-D or excluded), the usual practice since GPT-2."""
+    """AdamW with decoupled weight decay on every parameter of two or more dimensions (weight
+    matrices, convolution kernels, token and position embedding tables) and none on 1-D ones
+    (biases, norm scales), the usual practice since GPT-2."""
     hp = workload.hparams
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
@@ -108,7 +109,8 @@ def run_trial(workload: Workload, seed: int, plugins: Sequence[Plugin] = (), *,
     device = resolve_device(device)
     trial = _Trial(workload, seed, list(plugins), device,
                    target_val_loss if target_val_loss is not None else workload.target_val_loss,
-                   budget or workload.budget, train or workload.train, val or workload.val,
+                   budget or workload.budget, workload.train if train is None else train,
+                   workload.val if val is None else val,
                    world_size, on_eval)
     return trial.run()
 
@@ -140,15 +142,19 @@ class _Trial:
         return self._result(status, error)
 
     def _train(self, meter: EnergyMeter) -> Status:
-        ctx = self._context()
+        ctx = self._context(meter)
+        # Init runs outside every window: transfer learning's pretraining is a trial of its own,
+        # with its own meter, charged apart by `charge_pretraining`.
         self.stages.init.init(ctx)
+        # Setup is part of the cost (a technique's up-front scoring, say): it runs inside the
+        # first training segment, so its overhead gets joules as well as seconds.
+        segment = _Segment.open(ctx, meter)
         for stage in self.stages.all_stages():
             stage.setup(ctx)
         batch_size = ctx.hparams.batch_size
         nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         losses_in_segment = 0
-        segment = _Segment.open(ctx, meter)
         rules = _stop_rules(self.budget.max_seconds, self.device)
         while ctx.step < self.budget.max_steps and not rules.out_of_time(segment):
             ids = self.stages.order.next_ids(ctx, self.stages.select.in_play(ctx), batch_size)
@@ -174,6 +180,10 @@ class _Trial:
                 loss_sum.zero_()
                 losses_in_segment = 0
                 segment = _Segment.open(ctx, meter)
+                # Feedback runs inside the next segment, so what a stage books there as
+                # overhead gets joules as well as seconds.
+                for stage in self.stages.all_stages():
+                    stage.on_eval(ctx, self.curve[-1].val_loss)
         segment.close()
         if losses_in_segment:
             outcome = self._evaluate(ctx, meter, nonfinite, loss_sum, losses_in_segment)
@@ -181,38 +191,40 @@ class _Trial:
                 return outcome
         return "missed"
 
-    def _context(self) -> TrialContext:
+    def _context(self, meter: EnergyMeter) -> TrialContext:
         torch.manual_seed(derive_seed(self.seed, "model-init"))
         model = self.workload.build_model().to(self.device)
         model.train()
+        flops = FlopCounter(model, self.workload.loss)
+        # Count the training examples' shape now, off the cost clock: counting runs a deep copy
+        # and a forward and backward pass, which would otherwise land in the first segment.
+        # Training batches are gathered whole from the dataset, so they all have this shape.
+        flops.per_example(self.train_data.inputs[:1].to(self.device), self.train_data.targets[:1].to(self.device))
         reset_peak_memory(self.device)
         return TrialContext(
             workload=self.workload, model=model, optimizer=build_optimizer(model, self.workload),
             device=self.device, seed=self.seed, train=self.train_data, hparams=self.workload.hparams,
-            budget=self.budget, ledger=self.ledger, clock=Clock(self.device),
-            flops=FlopCounter(model, self.workload.loss))
+            budget=self.budget, ledger=self.ledger, clock=Clock(self.device), flops=flops, meter=meter)
 
     def _evaluate(self, ctx: TrialContext, meter: EnergyMeter, nonfinite: torch.Tensor,
                   loss_sum: torch.Tensor, losses: int) -> Status | None:
-        """Validation check off the cost clock; returns a final status or None to go on."""
+        """Validation check off the cost clock; returns a final status or None to go on (the
+        caller then gives the stages its feedback)."""
         start_s = ctx.clock.now()
         meter.begin_window("eval")
         val_loss = self.workload.evaluate(ctx.model, self.device, self.val)
         energy = meter.end_window("eval")
         self.ledger.wall_eval_s += ctx.clock.now() - start_s
-        self.ledger.charge_energy(energy.energy_j, energy.method, evaluation=True)
+        self.ledger.charge_energy(energy.energy_j, energy.method, bucket="eval")
         train_loss = float(loss_sum) / max(losses, 1)
         point = EvalPoint(ctx.step, val_loss, train_loss, self.ledger.snapshot())
         self.curve.append(point)
-        ctx.last_val_loss = val_loss
         if self.on_eval is not None:
             self.on_eval(point)
         if bool(nonfinite) or not torch.isfinite(torch.tensor(val_loss)):
             return "diverged"
         if val_loss <= self.target_val_loss:
             return "reached"
-        for stage in self.stages.all_stages():
-            stage.on_eval(ctx, val_loss)
         return None
 
     def _result(self, status: Status, error: str | None) -> TrialResult:
@@ -285,7 +297,8 @@ def _stop_rules(max_seconds: float, device: torch.device) -> _OneProcess:
 @dataclass
 class _Segment:
     """Training time between two validation checks: wall (device-synced at both ends) and
-    energy, booked to the ledger on close, less the overhead booked inside it."""
+    energy, booked to the ledger on close, less the overhead and audit seconds and the audit
+    joules booked inside it (overhead joules stay in `energy_j`, which counts both)."""
 
     ctx: TrialContext
     meter: EnergyMeter
@@ -296,6 +309,7 @@ class _Segment:
     def open(cls, ctx: TrialContext, meter: EnergyMeter) -> _Segment:
         meter.begin_window("train")
         ctx.take_segment_overhead_s()
+        ctx.take_segment_audit_j()
         return cls(ctx, meter, ctx.clock.now(), ctx.ledger.wall_s)
 
     def spent_s(self) -> float:
@@ -308,4 +322,5 @@ class _Segment:
         ledger.wall_train_s += max(0.0, elapsed_s - self.ctx.take_segment_overhead_s())
         ledger.device_s = ledger.wall_s * ledger.world_size
         energy = self.meter.end_window("train")
-        ledger.charge_energy(energy.energy_j, energy.method)
+        # Audit windows nest in this one; their joules are booked apart (ctx.audit()).
+        ledger.charge_energy(max(0.0, energy.energy_j - self.ctx.take_segment_audit_j()), energy.method)

@@ -231,36 +231,54 @@ def ddp_no_sync(model: nn.Module) -> Callable[[], contextlib.AbstractContextMana
 
 # How each ledger field adds up over ranks. Ranks work in lockstep (every optimizer step
 # all-reduces), so wall buckets differ by skew only: the slowest rank's is the trial's.
-# Examples, tokens, FLOPs and joules are each rank's own share: they sum, so examples of the
-# global batch are counted once. Device-seconds are recomputed as wall x world size.
-_SAME, _SUM, _MAX = "same", "sum", "max"
+# Examples, tokens and FLOPs are each rank's own share: they sum, so examples of the global
+# batch are counted once. Device-seconds are recomputed as wall x world size. Every rank runs
+# the same full pretraining (transfer learning), so the pretrain fields are one rank's (the
+# largest), never a sum. Joules depend on what the meter reads (see `_energy_rule`).
+_SAME, _SUM, _MAX, _ENERGY = "same", "sum", "max", "by meter scope"
 _RANK_REDUCTION: dict[str, str] = {
-    "steps": _SAME, "steps_pretrain": _MAX,
+    "steps": _SAME,
     "examples_forward": _SUM, "examples_backward": _SUM, "tokens_forward": _SUM, "tokens_backward": _SUM,
-    "examples_overhead": _SUM, "examples_pretrain": _SUM,
-    "flops_forward": _SUM, "flops_backward": _SUM, "flops_overhead": _SUM, "flops_pretrain": _SUM,
-    "flops_audit": _SUM,
-    "wall_train_s": _MAX, "wall_overhead_s": _MAX, "wall_eval_s": _MAX, "wall_pretrain_s": _MAX,
-    "wall_audit_s": _MAX,
-    "device_s": "derived", "device_pretrain_s": _SUM,
-    "energy_j": _SUM, "energy_eval_j": _SUM, "energy_pretrain_j": _SUM, "energy_method": "derived",
+    "examples_overhead": _SUM,
+    "flops_forward": _SUM, "flops_backward": _SUM, "flops_overhead": _SUM, "flops_audit": _SUM,
+    "wall_train_s": _MAX, "wall_overhead_s": _MAX, "wall_eval_s": _MAX, "wall_audit_s": _MAX,
+    "device_s": "derived",
+    "energy_j": _ENERGY, "energy_eval_j": _ENERGY, "energy_audit_j": _ENERGY, "energy_method": "derived",
+    "steps_pretrain": _MAX, "examples_pretrain": _MAX, "flops_pretrain": _MAX, "wall_pretrain_s": _MAX,
+    "device_pretrain_s": _MAX, "energy_pretrain_j": _MAX,
     "peak_memory_bytes": _MAX, "world_size": "derived",
 }
 
+# Meters that read the whole host (RAPL: every CPU package), whichever rank reads them.
+HOST_WIDE_METHODS = frozenset({"rapl"})
+
+
+def _energy_rule(ledgers: Sequence[Ledger]) -> str:
+    """How the ranks' joules combine: a whole-host meter read by every rank of one host counts
+    the same joules once per rank, so the largest reading is the trial's; per-device (NVML) and
+    per-process (estimate) readings are each rank's own share and sum. A rank whose chain fell
+    back from or to a host-wide meter makes the whole trial host-wide: the largest reading is a
+    lower bound then, never a double count."""
+    methods = {part for ledger in ledgers for label in ledger.energy_method.split("+") if label
+               for part in label.split("->")}
+    return _MAX if methods & HOST_WIDE_METHODS else _SUM
+
 
 def combine_rank_ledgers(ledgers: Sequence[Ledger]) -> Ledger:
-    """One ledger for a data-parallel trial from its ranks' ledgers (in rank order).
+    """One ledger for a data-parallel trial from its ranks' ledgers (in rank order), for ranks on
+    one host (the runner starts them with torchrun on one node).
 
-    Energy is summed: right for per-device meters (NVML) and per-process estimates; a meter of a
-    whole CPU package (RAPL) read by several ranks on one host counts that package once per rank,
-    which the method label `rapl` lets the analysis catch.
+    Joules: summed for per-device (NVML) and per-process (estimate) meters; the largest rank's
+    for a whole-host meter (RAPL), which every rank reads in full. Pretraining: one rank's.
     """
     if not ledgers:
         raise ValueError("ledgers must hold one ledger per rank, got none")
     if any(ledger.steps != ledgers[0].steps for ledger in ledgers):
         raise ValueError(f"ledgers disagree on optimizer steps: {[ledger.steps for ledger in ledgers]}")
     combined = Ledger(world_size=len(ledgers))
+    energy_rule = _energy_rule(ledgers)
     for name, rule in _RANK_REDUCTION.items():
+        rule = energy_rule if rule == _ENERGY else rule
         values = [getattr(ledger, name) for ledger in ledgers]
         if rule == _SUM:
             setattr(combined, name, sum(values))

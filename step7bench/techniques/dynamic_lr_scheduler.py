@@ -249,7 +249,10 @@ class DynamicLRSchedule(ScheduleStage):
     def _loss_signal(self, ctx: TrialContext, loss: torch.Tensor) -> float | None:
         if not isinstance(self._scheduler, DynamicLRScheduler):
             return None
-        with ctx.overhead():  # float() waits for the device: the rule's real cost
+        # The rule reads the loss on the host every step. On CUDA the window's opening clock
+        # read waits for the step's queued kernels, and that wait is booked to training (see
+        # TrialContext's note on attribution); what lands here is the copy and the smoothing.
+        with ctx.overhead():
             self._smoothed_loss = smoothed(self._smoothed_loss, float(loss), self._config["loss_smoothing"])
         return self._smoothed_loss
 

@@ -29,7 +29,8 @@ How it works, per batch:
 - **Audit.** On a sampled fraction of hits the fresh gradient is computed anyway and its cosine
   with the cached one recorded (`cached_vs_fresh_cosine`): the honest measure of what a hit
   costs in gradient quality. The audit is reported apart (`audit_s`, the ledger's
-  `wall_audit_s`/`flops_audit`) and not charged to the technique.
+  `wall_audit_s`/`flops_audit`/`energy_audit_j`) and not charged to the technique: its wall
+  seconds and its joules are taken out of the training segment's.
 
 The random control (`gradient_caching_random`) reuses a uniformly drawn cached gradient at a
 fixed rate, with no signature: it tells whether *similarity* matters or only the skipping.

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import pytest
 import torch
 
 from step7bench.engine import (GateStage, InitStage, Plugin, SelectStage, StepStage, TransformStage,
                                run_trial)
+from step7bench.engine import loop
 from step7bench.engine.stages import PlainStep, ShuffledEpochs, WarmupCosine
-from step7bench.workloads.base import Budget
+from step7bench.measure.energy import EnergyMeter
+from step7bench.measure.flops import FlopCounter
+from step7bench.workloads.base import Budget, ExampleDataset
 
 NONDETERMINISTIC = {"wall_train_s", "wall_overhead_s", "wall_eval_s", "device_s", "energy_j", "energy_eval_j",
-                    "wall_s", "peak_memory_bytes", "energy_method", "wall_audit_s"}
+                    "wall_s", "peak_memory_bytes", "energy_method", "wall_audit_s", "energy_audit_j"}
 
 
 def _with_budget(workload, **changes):
@@ -196,3 +200,92 @@ def test_cuda_request_without_cuda_is_a_user_error(digits_micro):
         pytest.skip("this machine has CUDA")
     with pytest.raises(UserError, match="no CUDA device"):
         run_trial(digits_micro, seed=0, device="cuda")
+
+
+class _ScriptedMeter(EnergyMeter):
+    """A meter whose joules are whatever the test's stages add to `joules_read`."""
+
+    def __init__(self):
+        super().__init__(time.perf_counter)
+        self.joules_read = 0.0
+        self._use("scripted")
+
+    @property
+    def scope(self):
+        return "the test's script"
+
+    def _read_j(self, wall_s):
+        return self.joules_read
+
+    def _release(self):
+        pass
+
+
+def test_setup_overhead_gets_joules_and_audit_joules_are_booked_apart(digits_micro, monkeypatch):
+    meter = _ScriptedMeter()
+    monkeypatch.setattr(loop, "open_meter", lambda device: meter)
+
+    class Scoring(ShuffledEpochs):
+        def setup(self, ctx):
+            super().setup(ctx)
+            with ctx.overhead():
+                meter.joules_read += 5.0  # up-front work: inside the first training window
+
+    class Audited(PlainStep):
+        def step(self, ctx, batch):
+            with ctx.audit():
+                meter.joules_read += 7.0
+            meter.joules_read += 1.0
+            return super().step(ctx, batch)
+
+    _with_budget(digits_micro, max_steps=3)
+    result = run_trial(digits_micro, seed=0, plugins=[Plugin("scripted", order=Scoring(), step=Audited())],
+                       device="cpu", target_val_loss=0.0)
+    assert result.status == "missed", result.error
+    assert result.ledger.energy_audit_j == 3 * 7.0
+    assert result.ledger.energy_j == 5.0 + 3 * 1.0
+    assert result.ledger.energy_eval_j == 0.0
+
+
+def test_stage_feedback_overhead_is_inside_a_training_window(digits_micro, monkeypatch):
+    meter = _ScriptedMeter()
+    monkeypatch.setattr(loop, "open_meter", lambda device: meter)
+
+    class Feedback(WarmupCosine):
+        def on_eval(self, ctx, val_loss):
+            with ctx.overhead():
+                meter.joules_read += 2.0
+
+    _with_budget(digits_micro, max_steps=3 * digits_micro.hparams.eval_every)
+    result = run_trial(digits_micro, seed=0, plugins=[Plugin("feedback", schedule=Feedback())], device="cpu",
+                       target_val_loss=0.0)
+    assert result.status == "missed", result.error
+    # Feedback after every check (the budget ends on a check step, so the loop ends after it).
+    assert len(result.curve) == 3
+    assert result.ledger.energy_j == 2.0 * len(result.curve)
+
+
+def test_flops_are_counted_before_any_stage_runs(digits_micro, monkeypatch):
+    events = []
+    count = FlopCounter._count
+    monkeypatch.setattr(FlopCounter, "_count", lambda self, *args: events.append("count") or count(self, *args))
+
+    class Init(InitStage):
+        def init(self, ctx):
+            events.append("init")
+
+    _with_budget(digits_micro, max_steps=2)
+    result = run_trial(digits_micro, seed=0, plugins=[Plugin("init", init=Init())], device="cpu",
+                       target_val_loss=0.0)
+    assert result.status == "missed", result.error
+    assert events == ["count", "init"]  # one shape, counted before the cost clock starts
+    assert result.ledger.flops_forward > 0
+
+
+def test_empty_replacement_datasets_are_used_not_taken_for_missing(digits_micro, monkeypatch):
+    empty = ExampleDataset(digits_micro.val.inputs[:0], digits_micro.val.targets[:0])
+    seen = []
+    monkeypatch.setattr(type(digits_micro), "evaluate", lambda self, model, device, dataset: seen.append(dataset) or 1.0)
+    _with_budget(digits_micro, max_steps=1)
+    run_trial(digits_micro, seed=0, device="cpu", val=empty, target_val_loss=0.0)
+    assert seen and all(dataset is empty for dataset in seen)

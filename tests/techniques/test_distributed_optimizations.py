@@ -321,6 +321,32 @@ def test_rank_ledgers_add_up_work_and_charge_wall_times_world_size():
     assert combined.peak_memory_bytes == 300
 
 
+@pytest.mark.parametrize("method", ["rapl", "rapl->estimate", "estimate->rapl"])
+def test_a_whole_host_meter_read_by_every_rank_counts_its_joules_once(method):
+    ranks = [Ledger(steps=5, energy_j=10.0, energy_eval_j=1.0, energy_audit_j=2.0, energy_method=method),
+             Ledger(steps=5, energy_j=11.0, energy_eval_j=1.5, energy_audit_j=2.5, energy_method=method)]
+    combined = combine_rank_ledgers(ranks)
+    assert (combined.energy_j, combined.energy_eval_j, combined.energy_audit_j) == (11.0, 1.5, 2.5)
+
+
+def test_per_device_meters_sum_their_joules_over_ranks():
+    ranks = [Ledger(steps=5, energy_j=10.0, energy_audit_j=2.0, energy_method="nvml"),
+             Ledger(steps=5, energy_j=11.0, energy_audit_j=2.5, energy_method="nvml")]
+    combined = combine_rank_ledgers(ranks)
+    assert (combined.energy_j, combined.energy_audit_j) == (21.0, 4.5)
+
+
+def test_the_pretraining_every_rank_repeats_is_counted_once():
+    def rank(wall_s, energy_j):
+        return Ledger(steps=5, steps_pretrain=40, examples_pretrain=640, flops_pretrain=10**9,
+                      wall_pretrain_s=wall_s, device_pretrain_s=wall_s, energy_pretrain_j=energy_j,
+                      energy_method="estimate")
+
+    combined = combine_rank_ledgers([rank(3.0, 30.0), rank(3.5, 28.0)])
+    assert (combined.steps_pretrain, combined.examples_pretrain, combined.flops_pretrain) == (40, 640, 10**9)
+    assert (combined.wall_pretrain_s, combined.device_pretrain_s, combined.energy_pretrain_j) == (3.5, 3.5, 30.0)
+
+
 def test_every_ledger_field_has_a_rule_for_adding_up_ranks():
     from step7bench.techniques.distributed_optimizations import _RANK_REDUCTION
 
