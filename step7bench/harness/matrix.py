@@ -29,6 +29,9 @@ from typing import Any
 from step7bench.harness.suite import AA_SEED_OFFSET, Suite, WorkloadEntry
 from step7bench.techniques import TechniqueSpec
 
+DATA_PARALLEL_TECHNIQUE = "distributed"
+"""The technique whose trials run on several ranks (`harness.parallel`) when asked to."""
+
 ARM_KINDS = ("baseline", "aa", "alone", "control", "stack", "leave_one_out", "pair", "cumulative")
 
 
@@ -41,17 +44,22 @@ class Arm:
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """One trial to run: a workload (with its budget and target), an arm and a seed."""
+    """One trial to run: a workload (with its budget and target), an arm and a seed.
+    `world_size` is the number of ranks it trains on (above 1 only for a data-parallel arm)."""
 
     workload: WorkloadEntry
     arm: Arm
     seed: int
     settings: Mapping[str, Mapping[str, Any]]  # per technique of the arm, as the suite sets them
+    world_size: int = 1
 
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the trial's outcome; its hash is the trial id."""
+        """Everything that defines the trial's outcome; its hash is the trial id. A data-parallel
+        arm's outcome depends on its world size (global batch, shards), so it is named there; other
+        arms always run on one process and their ids stay what they were."""
         w = self.workload
-        return {"workload": w.name, "preset": w.preset, "data_seed": w.data_seed, "arm": self.arm.name,
+        ranks = {"world_size": self.world_size} if DATA_PARALLEL_TECHNIQUE in self.arm.techniques else {}
+        return {**ranks, "workload": w.name, "preset": w.preset, "data_seed": w.data_seed, "arm": self.arm.name,
                 "techniques": list(self.arm.techniques), "seed": self.seed,
                 "max_steps": w.budget.max_steps, "max_seconds": w.budget.max_seconds,
                 "target_val_loss": w.target_val_loss,
@@ -107,8 +115,9 @@ def build_arms(suite: Suite, specs: Mapping[str, TechniqueSpec], task: str) -> l
     return list(arms.values())
 
 
-def plan_trials(suite: Suite, specs: Mapping[str, TechniqueSpec]) -> list[TrialSpec]:
-    """Every trial of the suite, seed by seed: after k seeds, every arm has k paired results."""
+def plan_trials(suite: Suite, specs: Mapping[str, TechniqueSpec], nproc_per_node: int = 1) -> list[TrialSpec]:
+    """Every trial of the suite, seed by seed: after k seeds, every arm has k paired results.
+    Arms with the data-parallel technique run on `nproc_per_node` ranks, every other on one."""
     arms = {w.key: build_arms(suite, specs, w.task) for w in suite.workloads}
     trials = []
     for index in range(suite.seeds):
@@ -116,7 +125,8 @@ def plan_trials(suite: Suite, specs: Mapping[str, TechniqueSpec]) -> list[TrialS
             for arm in arms[workload.key]:
                 seed = AA_SEED_OFFSET + index if arm.kind == "aa" else index
                 settings = {name: suite.settings_for(name) for name in arm.techniques}
-                trials.append(TrialSpec(workload, arm, seed, settings))
+                world_size = nproc_per_node if DATA_PARALLEL_TECHNIQUE in arm.techniques else 1
+                trials.append(TrialSpec(workload, arm, seed, settings, world_size))
     return trials
 
 

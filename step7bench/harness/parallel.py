@@ -26,12 +26,11 @@ import torch
 import torch.distributed as dist
 
 from step7bench.engine import EvalPoint, Ledger, TrialResult, run_trial
-from step7bench.harness.matrix import TrialSpec
+from step7bench.harness.matrix import DATA_PARALLEL_TECHNIQUE, TrialSpec
 from step7bench.techniques import technique_specs
 from step7bench.techniques.distributed_optimizations import combine_rank_ledgers, gather_rank_ledgers
 from step7bench.workloads import get_workload
 
-DATA_PARALLEL_TECHNIQUE = "distributed"
 # The error text kept from a failed launch: the end of the ranks' output, where the traceback is.
 ERROR_TAIL_CHARS = 4000
 

@@ -53,9 +53,9 @@ def utc_now() -> str:
 
 
 def plan(suite: Suite, shard_spec: tuple[int, int] | None = None,
-         specs: Mapping[str, TechniqueSpec] | None = None) -> list[TrialSpec]:
-    """The suite's trials, or one shard of them."""
-    trials = plan_trials(suite, technique_registry.technique_specs() if specs is None else specs)
+         specs: Mapping[str, TechniqueSpec] | None = None, nproc_per_node: int = 1) -> list[TrialSpec]:
+    """The suite's trials, or one shard of them, data-parallel arms on `nproc_per_node` ranks."""
+    trials = plan_trials(suite, technique_registry.technique_specs() if specs is None else specs, nproc_per_node)
     return shard(trials, *shard_spec) if shard_spec else trials
 
 
@@ -66,7 +66,7 @@ def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, 
     `nproc_per_node` ranks."""
     check_nproc_per_node(nproc_per_node)
     specs = technique_registry.technique_specs() if specs is None else specs
-    trials = plan(suite, shard_spec, specs)
+    trials = plan(suite, shard_spec, specs, nproc_per_node)
     torch_device = resolve_device(device)
     with FolderLock(results_dir), ResultsStore(results_dir) as store:
         done = store.done_trial_ids()

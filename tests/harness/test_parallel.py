@@ -41,6 +41,15 @@ def test_only_arms_with_the_distributed_technique_run_under_torchrun(distributed
     assert runs_data_parallel(TrialSpec(trials["baseline"].workload, stacked, 0, {}), 4)
 
 
+def test_a_data_parallel_arms_trial_id_names_its_world_size_and_no_other_arms_does(distributed_suite):
+    one, two = ({trial.arm.name: trial for trial in plan(distributed_suite, nproc_per_node=n)} for n in (1, 2))
+    assert (one["distributed"].world_size, two["distributed"].world_size) == (1, 2)
+    assert one["distributed"].trial_id != two["distributed"].trial_id
+    assert two["distributed"].identity()["world_size"] == 2
+    assert two["baseline"].world_size == 1 and "world_size" not in two["baseline"].identity()
+    assert one["baseline"].trial_id == two["baseline"].trial_id
+
+
 def test_a_process_count_below_one_names_the_argument(distributed_suite):
     with pytest.raises(ValueError, match="nproc_per_node"):
         runs_data_parallel(plan(distributed_suite)[0], 0)
