@@ -22,9 +22,11 @@ The engine plug-in (`transfer`, an init stage):
   finetune does the same). The whole pretraining ledger is charged with `charge_pretraining`.
 - Cache: the weights and the pretraining ledger are stored under ``$STEP7BENCH_CACHE/transfer``
   (default ``~/.cache/step7bench``) by a content key of (workload fingerprint and preset,
-  seed, device type, pretraining config). A hit skips the work but charges the cached
-  ledger in full, so the all-in figures never depend on the cache. The device type is in the key
-  because the ledger's seconds and joules belong to the hardware that spent them.
+  seed, pretraining config, and the measuring conditions: hardware class, torch threads,
+  torch version). A hit skips the work but charges the cached ledger in full, so the all-in
+  figures never depend on the cache. The measuring conditions are in the key because the
+  ledger's seconds and joules belong to the machine, thread count and kernels that spent them:
+  a cache filled on another machine or torch build is a miss, never a foreign figure.
 - Finetuning rate: `finetune_lr_scale` (default 1.0) multiplies the preset's rate in every
   param group before the schedule reads it, so warm-up and cosine apply to the scaled rate. It
   stays 1.0 by default so the arm differs from the baseline only in its starting weights; the
@@ -37,8 +39,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +53,8 @@ from step7bench.engine.loop import resolve_device, run_trial
 from step7bench.engine.stages import InitStage, Plugin
 from step7bench.errors import UserError
 from step7bench.measure.clock import Clock
+from step7bench.measure.fingerprint import device_fingerprint
+from step7bench.paths import atomic_write, cache_root
 from step7bench.seeding import derive_seed, torch_generator
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import Budget, Workload
@@ -80,19 +82,24 @@ def flat_loss(criterion: nn.Module, logits: torch.Tensor, targets: torch.Tensor)
     return criterion(logits.flatten(0, -2), targets.flatten())
 
 
-def pretraining_key(workload: Workload, seed: int, device_type: str, pretrain_steps: int) -> str:
-    """Content key of one pretraining run: equal keys give equal weights and an equal ledger
-    (on the same kind of device)."""
+def measuring_conditions(device: torch.device) -> dict[str, Any]:
+    """What a pretraining ledger's seconds and joules depend on besides the work itself: the
+    hardware class (measure.fingerprint), torch's thread count and torch's version."""
+    return {"hardware_class": device_fingerprint(device)["hardware_class"],
+            "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
+
+
+def pretraining_key(workload: Workload, seed: int, conditions: Mapping[str, Any], pretrain_steps: int) -> str:
+    """Content key of one pretraining run: equal keys give equal weights and a ledger measured
+    under equal `conditions` (see `measuring_conditions`)."""
     content = {"format": CACHE_FORMAT, "workload": workload.fingerprint(), "preset": repr(workload.preset),
-               "seed": seed, "device": device_type, "pretrain_steps": pretrain_steps}
+               "seed": seed, "conditions": dict(conditions), "pretrain_steps": pretrain_steps}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:32]
 
 
 def cache_dir() -> Path:
-    """Where pretrained weights are kept: ``$STEP7BENCH_CACHE/transfer``, default
-    ``~/.cache/step7bench/transfer``; never inside the repository."""
-    root = os.environ.get("STEP7BENCH_CACHE") or Path.home() / ".cache" / "step7bench"
-    return Path(root).expanduser() / "transfer"
+    """Where pretrained weights are kept: the ``transfer`` folder of the package's cache root."""
+    return cache_root() / "transfer"
 
 
 # -- the seed's API -------------------------------------------------------------------------
@@ -191,17 +198,9 @@ class Pretrained:
 
     def save(self, path: Path) -> None:
         """Write atomically, so concurrent trials never read half a file."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         entry = {"state_dict": self.state_dict, "source_val_loss": self.source_val_loss,
                  "ledger": {name: getattr(self.ledger, name) for name in Ledger.field_names()}}
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as handle:
-            temporary = Path(handle.name)
-            try:
-                torch.save(entry, handle)
-            except BaseException:
-                temporary.unlink()
-                raise
-        os.replace(temporary, path)
+        atomic_write(path, lambda handle: torch.save(entry, handle))
 
     @classmethod
     def load(cls, path: Path) -> Pretrained:
@@ -260,7 +259,8 @@ class PretrainedInit(InitStage):
     def _pretrained(self, ctx: TrialContext, steps: int) -> tuple[Pretrained, bool]:
         if not self._config["cache"]:
             return pretrain(ctx.workload, ctx.seed, ctx.device, steps), False
-        path = cache_dir() / f"{pretraining_key(ctx.workload, ctx.seed, ctx.device.type, steps)}.pt"
+        key = pretraining_key(ctx.workload, ctx.seed, measuring_conditions(ctx.device), steps)
+        path = cache_dir() / f"{key}.pt"
         if path.exists():
             return Pretrained.load(path), True
         pretrained = pretrain(ctx.workload, ctx.seed, ctx.device, steps)

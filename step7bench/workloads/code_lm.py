@@ -47,7 +47,6 @@ import platform
 import re
 import sys
 import sysconfig
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ import numpy as np
 import torch
 
 from step7bench.errors import UserError
+from step7bench.paths import atomic_write, cache_root
 from step7bench.seeding import derive_seed, numpy_rng
 from step7bench.workloads.base import Budget, ExampleDataset, Hyperparameters, Preset, Workload
 from step7bench.workloads.models import TinyGPT
@@ -85,10 +85,6 @@ _KEYWORDS = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist)
 def default_corpus_root() -> Path:
     """The standard library folder of the running interpreter."""
     return Path(sysconfig.get_paths()["stdlib"])
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("STEP7BENCH_CACHE") or Path.home() / ".cache" / "step7bench").expanduser()
 
 
 def list_corpus_files(root: Path) -> list[str]:
@@ -195,15 +191,7 @@ class TokenizedCorpus:
             arrays[f"{split}_files"] = np.asarray(self.files[split], dtype=str)
             arrays[f"{split}_lengths"] = np.asarray([len(s) for s in self.streams[split]], dtype=np.int64)
             arrays[f"{split}_ids"] = np.concatenate(self.streams[split]).astype(np.int32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle = tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False)
-        try:
-            with handle:
-                np.savez(handle, **arrays)
-            os.replace(handle.name, path)
-        except BaseException:
-            Path(handle.name).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda handle: np.savez(handle, **arrays))
 
     @classmethod
     def load(cls, path: Path) -> TokenizedCorpus:
@@ -412,7 +400,7 @@ class CodeLM(Workload):
         self.corpus_root = Path(corpus_root) if corpus_root is not None else default_corpus_root()
         if not self.corpus_root.is_dir():
             raise UserError(f"code-lm: corpus root {self.corpus_root} is not a folder")
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root()
 
     # -- data -------------------------------------------------------------------------------
     @functools.cached_property

@@ -13,9 +13,11 @@ from torch import nn
 
 from step7bench.engine import Plugin, run_trial
 from step7bench.engine.stages import AllExamples
-from step7bench.techniques import get_technique
+from step7bench.measure.fingerprint import device_fingerprint
+from step7bench.techniques import get_technique, transfer_learning
 from step7bench.techniques.transfer_learning import (EpochMetrics, Pretrained, TransferLearningPipeline, cache_dir,
-                                                     flat_loss, pretraining_key, split_batch)
+                                                     flat_loss, measuring_conditions, pretraining_key,
+                                                     split_batch)
 from step7bench.workloads.base import Budget, ExampleDataset
 from step7bench.workloads.digits import Digits
 from step7bench.workloads.models import TinyGPT
@@ -140,12 +142,19 @@ def test_flat_loss_averages_over_every_unpadded_prediction():
 
 
 def test_pretraining_key_changes_with_every_part(digits_micro):
-    key = pretraining_key(digits_micro, 0, "cpu", 10)
-    assert key == pretraining_key(Digits("micro"), 0, "cpu", 10)
-    others = {pretraining_key(digits_micro, 1, "cpu", 10), pretraining_key(digits_micro, 0, "cuda", 10),
-              pretraining_key(digits_micro, 0, "cpu", 11), pretraining_key(Digits("small"), 0, "cpu", 10),
-              pretraining_key(Digits("micro", data_seed=1), 0, "cpu", 10)}
-    assert key not in others and len(others) == 5
+    here = {"hardware_class": "cpu:x", "torch_threads": 2, "torch_version": "2.0"}
+    key = pretraining_key(digits_micro, 0, here, 10)
+    assert key == pretraining_key(Digits("micro"), 0, dict(here), 10)
+    others = {pretraining_key(digits_micro, 1, here, 10), pretraining_key(digits_micro, 0, here, 11),
+              pretraining_key(Digits("small"), 0, here, 10), pretraining_key(Digits("micro", data_seed=1), 0, here, 10),
+              *(pretraining_key(digits_micro, 0, {**here, name: "other"}, 10) for name in here)}
+    assert key not in others and len(others) == 4 + len(here)
+
+
+def test_measuring_conditions_name_the_hardware_threads_and_torch_build():
+    conditions = measuring_conditions(torch.device("cpu"))
+    assert conditions == {"hardware_class": device_fingerprint("cpu")["hardware_class"],
+                          "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__}
 
 
 # -- the engine plug-in ---------------------------------------------------------------------
@@ -188,6 +197,19 @@ def test_plugin_pretrains_once_then_reuses_the_cache_at_full_charge(digits_micro
     cached = Pretrained.load(entry)
     assert all(torch.equal(recorder.weights[name], cached.state_dict[name]) for name in cached.state_dict)
     assert first.ledger.steps == BUDGET.max_steps  # finetuning is counted apart from pretraining
+
+
+@pytest.mark.parametrize("change", ["threads", "hardware"])
+def test_a_cache_entry_measured_under_other_conditions_is_a_miss(digits_micro, monkeypatch, change):
+    first, _ = _transfer_trial(digits_micro)
+    if change == "threads":
+        threads = torch.get_num_threads()
+        monkeypatch.setattr(torch, "get_num_threads", lambda: threads + 1)
+    else:
+        monkeypatch.setattr(transfer_learning, "device_fingerprint", lambda device: {"hardware_class": "elsewhere"})
+    second, _ = _transfer_trial(digits_micro)
+    assert second.technique_stats["transfer"]["pretrain_cache_hit"] is False
+    assert len(list(cache_dir().glob("*.pt"))) == 2
 
 
 def test_plugin_scales_the_finetuning_rate_and_can_skip_the_cache(digits_micro):
