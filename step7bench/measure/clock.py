@@ -12,12 +12,18 @@ import torch
 
 
 class Clock:
-    """Monotonic seconds; on CUDA, `now()` synchronises the device first."""
+    """Monotonic seconds; on CUDA, `now()` synchronises the clock's own device first.
+
+    The device is named on every synchronise: with several GPUs in one host (a rank per GPU),
+    a bare `torch.cuda.synchronize()` waits for the *current* device, which need not be the one
+    the trial runs on. A "cuda" device without an index means the current device.
+    """
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
-        self._sync = torch.device(device).type == "cuda"
+        device = torch.device(device)
+        self._cuda_device = device if device.type == "cuda" else None
 
     def now(self) -> float:
-        if self._sync:
-            torch.cuda.synchronize()
+        if self._cuda_device is not None:
+            torch.cuda.synchronize(self._cuda_device)
         return time.perf_counter()

@@ -43,7 +43,6 @@ takes the same hit decision, and their caches stay identical.
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -55,6 +54,7 @@ from torch import nn
 
 from step7bench.engine.context import TrialContext
 from step7bench.engine.stages import Plugin, StepStage
+from step7bench.measure.clock import Clock
 from step7bench.seeding import derive_seed
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
@@ -337,19 +337,17 @@ class _TimedDoors:
 
     def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
         self.optimizer = optimizer
-        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        self.clock = Clock(device)
         self.overhead_s = 0.0
         self.audit_s = 0.0
 
     @contextlib.contextmanager
     def _timed(self, bucket: str) -> Iterator[None]:
-        self.sync()
-        start_s = time.perf_counter()
+        start_s = self.clock.now()
         try:
             yield
         finally:
-            self.sync()
-            setattr(self, bucket, getattr(self, bucket) + time.perf_counter() - start_s)
+            setattr(self, bucket, getattr(self, bucket) + self.clock.now() - start_s)
 
     def overhead(self) -> contextlib.AbstractContextManager[None]:
         return self._timed("overhead_s")

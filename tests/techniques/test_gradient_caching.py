@@ -236,3 +236,15 @@ def test_the_plugin_trains_a_sequence_workload():
 def test_bad_settings_name_the_key(spec, config, named, digits_micro):
     with pytest.raises(ValueError, match=named):
         spec.plugin(digits_micro, config)
+
+
+def test_the_users_loop_doors_synchronise_the_trainers_own_device(monkeypatch):
+    from step7bench.measure import clock
+    from step7bench.techniques.gradient_caching import _TimedDoors
+
+    synced = []
+    monkeypatch.setattr(clock.torch.cuda, "synchronize", lambda device=None: synced.append(device))
+    doors = _TimedDoors(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), torch.device("cuda:1"))
+    with doors.overhead():
+        pass
+    assert synced == [torch.device("cuda:1")] * 2 and doors.overhead_s >= 0.0
