@@ -36,7 +36,8 @@ from torch.utils.data import Dataset
 
 from step7bench.engine.context import TrialContext
 from step7bench.engine.stages import Plugin, SelectStage
-from step7bench.techniques.pool_scoring import check_positive_int, score_dataset, user_device
+from step7bench.techniques._common import check_positive_int, user_device
+from step7bench.techniques.pool_scoring import score_dataset
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Workload
 

@@ -52,8 +52,8 @@ from step7bench.engine.context import TrialContext
 from step7bench.engine.loop import build_optimizer
 from step7bench.engine.stages import OrderStage, Plugin, warmup_cosine_factor
 from step7bench.seeding import derive_seed, torch_generator
-from step7bench.techniques.pool_scoring import (check_positive_int, iter_batches, score_dataset,
-                                                user_device)
+from step7bench.techniques._common import check_positive_int, user_device
+from step7bench.techniques.pool_scoring import iter_batches, score_dataset
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Workload, per_example_loss
 

@@ -52,6 +52,7 @@ from torch import nn
 from step7bench.engine import GateStage, Plugin
 from step7bench.engine.context import TrialContext
 from step7bench.seeding import torch_generator
+from step7bench.techniques._common import flat_criterion
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
 
@@ -329,11 +330,6 @@ def per_example_criterion(criterion: nn.Module) -> Callable[[torch.Tensor, torch
     return losses
 
 
-def _batch_loss(criterion: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The user's criterion on the batch, sequence logits flattened to (B*T, V)."""
-    return criterion(logits.flatten(0, -2), targets.flatten()) if logits.dim() == 3 else criterion(logits, targets)
-
-
 def _gather(train_dataset: torch.utils.data.Dataset, ids: torch.Tensor,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     items = [train_dataset[i] for i in ids.tolist()]
@@ -390,7 +386,7 @@ def train_with_difficulty_prediction(model: nn.Module, train_dataset: torch.util
             ids = ids[keep]
             inputs, targets = _gather(train_dataset, ids, device)
             logits = model(inputs)
-            loss = _batch_loss(criterion, logits, targets)
+            loss = flat_criterion(criterion, logits, targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

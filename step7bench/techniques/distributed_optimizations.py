@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from step7bench.engine.context import TrialContext
 from step7bench.engine.ledger import Ledger
 from step7bench.engine.stages import Plugin, StepStage, TransformStage
+from step7bench.techniques._common import check_positive_int, flat_criterion
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
 
@@ -85,8 +86,7 @@ def _process_group_size() -> int:
 def check_rank(rank: int, world_size: int) -> None:
     """ValueError naming the argument for a rank or world size that cannot be, or that does not
     match the initialised process group."""
-    if not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
+    check_positive_int(world_size, "world_size")
     if not isinstance(rank, int) or not 0 <= rank < world_size:
         raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
     group_size = _process_group_size()
@@ -112,9 +112,7 @@ class DistributedTrainer:
     def __init__(self, model: nn.Module, rank: int = 0, world_size: int = 4, use_zero: bool = True,
                  gradient_accumulation_steps: int = 1) -> None:
         check_rank(rank, world_size)
-        if not isinstance(gradient_accumulation_steps, int) or gradient_accumulation_steps < 1:
-            raise ValueError(f"gradient_accumulation_steps must be an integer >= 1, got "
-                             f"{gradient_accumulation_steps!r}")
+        check_positive_int(gradient_accumulation_steps, "gradient_accumulation_steps")
         self.rank, self.world_size = rank, world_size
         self.use_zero = use_zero
         self.gradient_accumulation_steps = gradient_accumulation_steps
@@ -141,7 +139,7 @@ class DistributedTrainer:
         optimizer = self._require_optimizer()
         loss = accumulate_gradients(
             len(x_batch), y_batch, self.gradient_accumulation_steps, lambda chunk: self.model(x_batch[chunk]),
-            lambda logits, targets: _apply_criterion(criterion, logits, targets),
+            lambda logits, targets: flat_criterion(criterion, logits, targets),
             lambda micro_loss, chunk: micro_loss.backward(), ddp_no_sync(self.model),
             getattr(criterion, "ignore_index", IGNORE_INDEX))
         optimizer.step()
@@ -192,13 +190,6 @@ def build_sharded_optimizer(params: list[Any], optimizer_class: type[torch.optim
     if sharded:
         return ZeroRedundancyOptimizer(params, optimizer_class=optimizer_class, **kwargs)
     return optimizer_class(params, **kwargs)
-
-
-def _apply_criterion(criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
-                     targets: torch.Tensor) -> torch.Tensor:
-    if logits.dim() == 3:
-        return criterion(logits.flatten(0, 1), targets.flatten())
-    return criterion(logits, targets)
 
 
 def accumulate_gradients(batch_size: int, targets: torch.Tensor, micro_steps: int,

@@ -34,6 +34,7 @@ import torch
 
 from step7bench.engine.context import TrialContext
 from step7bench.engine.stages import Plugin, ScheduleStage
+from step7bench.techniques._common import check_positive_int
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import Workload
 
@@ -293,8 +294,7 @@ def _check_config(config: Mapping[str, Any]) -> None:
     _check_bounds(config["min_lr_factor"], config["max_lr_factor"])
     if not 0.0 <= config["loss_smoothing"] < 1.0:
         raise ValueError(f"loss_smoothing must be in [0, 1), got {config['loss_smoothing']!r}")
-    if isinstance(config["cycles"], bool) or not isinstance(config["cycles"], int) or config["cycles"] < 1:
-        raise ValueError(f"cycles must be an integer >= 1, got {config['cycles']!r}")
+    check_positive_int(config["cycles"], "cycles")
 
 
 def build_plugin(workload: Workload, config: Mapping[str, Any]) -> Plugin:

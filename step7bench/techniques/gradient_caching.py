@@ -56,6 +56,7 @@ from step7bench.engine.context import TrialContext
 from step7bench.engine.stages import Plugin, StepStage
 from step7bench.measure.clock import Clock
 from step7bench.seeding import derive_seed
+from step7bench.techniques._common import check_positive_int, flat_criterion, user_device
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
 
@@ -321,15 +322,8 @@ def _check_in_range(name: str, value: float, low: float, high: float) -> None:
 
 
 def _check_settings(cache_size: int, audit_fraction: float) -> None:
-    if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 1:
-        raise ValueError(f"cache_size must be a positive integer, got {cache_size!r}")
+    check_positive_int(cache_size, "cache_size")
     _check_in_range("audit_fraction", audit_fraction, 0.0, 1.0)
-
-
-def _resolve_device(device: str | torch.device) -> torch.device:
-    if str(device).split(":")[0] not in {"cpu", "cuda"}:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    return torch.device(device)
 
 
 class _TimedDoors:
@@ -362,14 +356,6 @@ class _TimedDoors:
         self.optimizer.step()
 
 
-def apply_criterion(criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
-                    targets: torch.Tensor) -> torch.Tensor:
-    """`criterion` on (B, C) logits as given, on (B, T, V) logits flattened to (B*T, V)."""
-    if logits.dim() == 3:
-        return criterion(logits.flatten(0, 1), targets.flatten())
-    return criterion(logits, targets)
-
-
 class GradientCachingTrainer:
     """The seed's trainer: ``loss, used_cache = trainer.train_step(x, y, optimizer, criterion)``.
 
@@ -383,10 +369,10 @@ class GradientCachingTrainer:
                  cache_device: str | torch.device | None = None) -> None:
         _check_settings(cache_size, audit_fraction)
         _check_in_range("similarity_threshold", similarity_threshold, -1.0, 1.0)  # a cosine
-        self.device = _resolve_device(device)
+        self.device = user_device(device)
         self.model = model.to(self.device)
         self._step = CachedStep(self.model, cache_size, SimilarReuse(similarity_threshold), audit_fraction, seed,
-                                _resolve_device(cache_device) if cache_device is not None else self.device)
+                                user_device(cache_device) if cache_device is not None else self.device)
         self._overhead_s = 0.0
         self._audit_s = 0.0
 
@@ -397,7 +383,7 @@ class GradientCachingTrainer:
         optimizer.zero_grad(set_to_none=True)
         x_batch, y_batch = x_batch.to(self.device), y_batch.to(self.device)
         logits = self.model(x_batch)
-        loss = apply_criterion(criterion, logits, y_batch)
+        loss = flat_criterion(criterion, logits, y_batch)
         doors = _TimedDoors(optimizer, self.device)
         used_cache = self._step.run(loss, logits, y_batch, getattr(criterion, "ignore_index", IGNORE_INDEX), doors)
         self._overhead_s += doors.overhead_s

@@ -15,23 +15,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from step7bench.techniques._common import check_positive_int
+
 ExampleScorer = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 """(logits, inputs, targets or None) -> one score per example, shape (B,)."""
-
-
-def user_device(device: str | torch.device) -> torch.device:
-    """The device a seed-API object runs on: 'cpu' or 'cuda' (optionally with an index)."""
-    name = str(device)
-    if name.split(":")[0] not in {"cpu", "cuda"}:
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {name!r}")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={name!r} but torch sees no CUDA device")
-    return torch.device(name)
-
-
-def check_positive_int(value: int, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def split_item_batch(batch: object) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -49,13 +49,13 @@ from torch import nn
 
 from step7bench.engine.context import TrialContext
 from step7bench.engine.ledger import Ledger
-from step7bench.engine.loop import resolve_device, run_trial
+from step7bench.engine.loop import run_trial
 from step7bench.engine.stages import InitStage, Plugin
-from step7bench.errors import UserError
 from step7bench.measure.clock import Clock
 from step7bench.measure.fingerprint import device_fingerprint
 from step7bench.paths import atomic_write, cache_root
 from step7bench.seeding import derive_seed, torch_generator
+from step7bench.techniques._common import check_positive_int, flat_criterion, user_device
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import Budget, Workload
 
@@ -75,11 +75,6 @@ def split_batch(batch: torch.Tensor | tuple | list) -> tuple[torch.Tensor, torch
     if batch.dim() != 2 or batch.is_floating_point():
         raise ValueError("dataset items without targets must be 1-D token-id sequences")
     return batch[:, :-1], batch[:, 1:]
-
-
-def flat_loss(criterion: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """`criterion` on logits of shape (B, C) or (B, T, V), flattened to one row per prediction."""
-    return criterion(logits.flatten(0, -2), targets.flatten())
 
 
 def measuring_conditions(device: torch.device) -> dict[str, Any]:
@@ -116,11 +111,6 @@ class EpochMetrics:
     wall_s: float
 
 
-def _positive_int(name: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 class TransferLearningPipeline:
     """Pretrain `model` on one dataset, then finetune it on another, in the caller's loop style.
 
@@ -131,10 +121,7 @@ class TransferLearningPipeline:
     """
 
     def __init__(self, model: nn.Module, device: str | torch.device = "cuda", *, seed: int = 0) -> None:
-        try:
-            self.device = resolve_device(device)
-        except UserError as error:
-            raise ValueError(f"device: {error}") from None
+        self.device = user_device(device)
         self.model = model.to(self.device)
         self.seed = seed
         self._clock = Clock(self.device)
@@ -156,8 +143,8 @@ class TransferLearningPipeline:
 
     def _train(self, dataset: torch.utils.data.Dataset, optimizer: torch.optim.Optimizer, criterion: nn.Module,
                num_epochs: int, batch_size: int, phase: str) -> list[EpochMetrics]:
-        _positive_int("num_epochs", num_epochs)
-        _positive_int("batch_size", batch_size)
+        check_positive_int(num_epochs, "num_epochs")
+        check_positive_int(batch_size, "batch_size")
         loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
                                              generator=torch_generator(self.seed, f"transfer-{phase}-order"))
         self.model.train()
@@ -170,7 +157,7 @@ class TransferLearningPipeline:
         examples = 0
         for batch in batches:
             inputs, targets = (part.to(self.device, non_blocking=True) for part in split_batch(batch))
-            loss = flat_loss(criterion, self.model(inputs), targets)
+            loss = flat_criterion(criterion, self.model(inputs), targets)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -275,7 +262,7 @@ def _check_config(workload: Workload, config: Mapping[str, Any]) -> None:
     if workload.source_train is None or workload.source_val is None:
         raise ValueError(f"technique 'transfer' needs source data; workload {workload.name!r} has none")
     if config["pretrain_steps"] is not None:
-        _positive_int("pretrain_steps", config["pretrain_steps"])
+        check_positive_int(config["pretrain_steps"], "pretrain_steps")
     if not config["finetune_lr_scale"] > 0:
         raise ValueError(f"finetune_lr_scale must be > 0, got {config['finetune_lr_scale']!r}")
     if not isinstance(config["cache"], bool):

@@ -16,8 +16,7 @@ from step7bench.engine.stages import AllExamples
 from step7bench.measure.fingerprint import device_fingerprint
 from step7bench.techniques import get_technique, transfer_learning
 from step7bench.techniques.transfer_learning import (EpochMetrics, Pretrained, TransferLearningPipeline, cache_dir,
-                                                     flat_loss, measuring_conditions, pretraining_key,
-                                                     split_batch)
+                                                     measuring_conditions, pretraining_key, split_batch)
 from step7bench.workloads.base import Budget, ExampleDataset
 from step7bench.workloads.digits import Digits
 from step7bench.workloads.models import TinyGPT
@@ -132,13 +131,6 @@ def test_split_batch_keeps_pairs_and_rejects_other_shapes():
         split_batch((torch.zeros(1), torch.zeros(1), torch.zeros(1)))
     with pytest.raises(ValueError, match="token-id"):
         split_batch(torch.zeros(2, 3))
-
-
-def test_flat_loss_averages_over_every_unpadded_prediction():
-    logits = torch.randn(2, 3, 5)
-    targets = torch.tensor([[1, 2, -100], [0, -100, -100]])
-    expected = nn.functional.cross_entropy(logits[targets != -100], targets[targets != -100])
-    assert flat_loss(nn.CrossEntropyLoss(), logits, targets) == pytest.approx(expected.item())
 
 
 def test_pretraining_key_changes_with_every_part(digits_micro):

@@ -1,0 +1,35 @@
+"""What the techniques' Python APIs (the seed's classes) share: the device they run on, the
+check of a count argument, and a criterion applied to classification or sequence logits."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from step7bench.engine.loop import resolve_device
+from step7bench.errors import UserError
+
+Criterion = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def user_device(device: str | torch.device) -> torch.device:
+    """The engine's device resolution ('auto', 'cpu', 'cuda[:i]'; CUDA must be present), with a
+    ValueError naming `device`, as a Python API argument error should."""
+    try:
+        return resolve_device(device)
+    except UserError as error:
+        raise ValueError(f"device: {error}") from None
+
+
+def check_positive_int(value: object, name: str) -> None:
+    """ValueError naming `name` unless `value` is an int >= 1 (a bool is not a count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def flat_criterion(criterion: Criterion, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`criterion` on (B, C) logits as given and on (B, T, V) logits flattened to one row per
+    prediction, (B*T, V) against (B*T,) targets; so `nn.CrossEntropyLoss()` averages over every
+    predicted token and skips its `ignore_index`."""
+    return criterion(logits.flatten(0, -2), targets.flatten()) if logits.dim() == 3 else criterion(logits, targets)
