@@ -22,7 +22,9 @@ def numpy_rng(seed: int, purpose: str) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, purpose))
 
 
-def torch_generator(seed: int, purpose: str) -> torch.Generator:
-    generator = torch.Generator()
+def torch_generator(seed: int, purpose: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch generator seeded from (seed, purpose); on `device`, so draws that feed tensors on
+    a GPU happen there without a copy."""
+    generator = torch.Generator(device=device)
     generator.manual_seed(derive_seed(seed, purpose))
     return generator

@@ -18,7 +18,8 @@ chosen) is kept. EDA's gains were reported mainly for small training sets (N < 5
 - a workload's ``synonym_classes``: for grammar-lm, the words of one preterminal of the
   grammar, synonyms by construction; for code-lm, identifiers mined from the training corpus as
   distributional neighbours (PPMI context vectors over +-2 tokens, grouped when their cosine
-  similarity is at least 0.5; see ``step7bench.workloads.code_lm.mine_synonym_classes``).
+  similarity is at least ``step7bench.workloads.code_lm.SYNONYM_COSINE_THRESHOLD``; see
+  ``step7bench.workloads.code_lm.mine_synonym_classes``).
 
 A plain ``{word: id}`` vocabulary says nothing about meaning, so with no synonym source
 synonym replacement *cannot* apply: the augmenter warns once when built, and
@@ -51,7 +52,7 @@ import torch
 
 from step7bench.engine import Plugin, TransformStage
 from step7bench.engine.context import TrialContext
-from step7bench.seeding import derive_seed, torch_generator
+from step7bench.seeding import torch_generator
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
 
@@ -315,12 +316,6 @@ class LanguageDataAugmenter:
 
 
 # -- the engine plug-in -----------------------------------------------------------------------
-def device_generator(seed: int, purpose: str, device: torch.device) -> torch.Generator:
-    """A generator on `device` seeded from (seed, purpose), so draws happen where the batch is."""
-    generator = torch.Generator(device=device)
-    generator.manual_seed(derive_seed(seed, purpose))
-    return generator
-
 
 class AugmentBatches(TransformStage):
     """Replaces each example of a batch, with probability `augment_prob`, by an augmented view
@@ -341,7 +336,7 @@ class AugmentBatches(TransformStage):
 
     def setup(self, ctx: TrialContext) -> None:
         self._table = self._table.to(ctx.device)
-        self._generator = device_generator(ctx.seed, "augmentation", ctx.device)
+        self._generator = torch_generator(ctx.seed, "augmentation", ctx.device)  # draws where the batch is
         self._reset_counts(ctx.device)
 
     def transform(self, ctx: TrialContext, batch: Batch) -> Batch:

@@ -26,8 +26,8 @@ class TechniqueSpec:
     `build(workload, config)` returns a fresh Plugin named `name`; it raises ValueError naming
     the key for an unknown or out-of-range configuration value. `defaults` documents every
     configuration key and its default. `control` names the spec of the random control at the
-    same rate (None where the technique changes no data). `claim` is the seed document's name
-    for the technique, where it makes a claim.
+    same rate (None where the technique changes no data); `is_control` marks a control's own
+    spec. `tasks` are the workload kinds the technique applies to.
     """
 
     name: str
