@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import torch
@@ -69,9 +69,6 @@ class Preset:
     model: dict[str, Any] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     tuning: str = ""
-
-    def with_overrides(self, **changes: Any) -> Preset:
-        return replace(self, **changes)
 
 
 @dataclass
