@@ -12,7 +12,8 @@ Each iteration runs the stages in a fixed order; that order is the composition r
 7. init      -- the starting weights, once, before training (transfer learning)
 
 A technique contributes a `Plugin`: one stage object per stage it fills. Transform and gate
-stages chain (each sees the previous one's batch, in the order the techniques are listed);
+stages chain (each sees the previous one's batch, in the order the techniques are listed,
+except that a transform marked `runs_first` -- data-parallel sharding -- goes before the rest);
 any other stage filled by two techniques is a conflict, raised when the stack is composed,
 never discovered mid-run. Every stage may implement `setup`, `on_eval` (feedback from each
 validation check) and `stats` (figures for the report).
@@ -66,6 +67,11 @@ class OrderStage(Stage):
 
 
 class TransformStage(Stage):
+    # A transform that narrows the batch to this process's share (data-parallel sharding) runs
+    # before every other transform, whatever the stack's order, so that the others work on
+    # that share only and not on the whole global batch on every rank.
+    runs_first: ClassVar[bool] = False
+
     def transform(self, ctx: TrialContext, batch: Batch) -> Batch:
         raise NotImplementedError
 
@@ -234,7 +240,9 @@ def compose(plugins: list[Plugin]) -> StageSet:
     chosen: dict[str, Any] = {}
     for stage_name in (f.name for f in fields(Plugin) if f.name != "name"):
         filled = [getattr(p, stage_name) for p in plugins if getattr(p, stage_name) is not None]
-        if stage_name in CHAINABLE_STAGES:
+        if stage_name == "transform":
+            chosen["transforms"] = sorted(filled, key=lambda stage: not stage.runs_first)  # stable
+        elif stage_name in CHAINABLE_STAGES:
             chosen[stage_name + "s"] = filled
         else:
             chosen[stage_name] = filled[0] if filled else StageSet.BASELINE[stage_name]()

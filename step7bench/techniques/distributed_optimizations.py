@@ -301,8 +301,11 @@ class DataParallelShard(TransformStage):
 
     Setup wraps `ctx.model` and rebuilds `ctx.optimizer` over the same parameter groups; stages set
     up later (step, schedule) use the wrapped ones. With no process group, or one of one rank, it
-    changes nothing: a plain single-process trial.
+    changes nothing: a plain single-process trial. It runs before any other transform of the
+    stack (`runs_first`), so augmentation and the like work on this rank's slice only.
     """
+
+    runs_first = True
 
     def __init__(self, use_zero: bool) -> None:
         self._use_zero = use_zero

@@ -35,6 +35,15 @@ def test_transforms_and_gates_chain_in_the_order_given():
     assert stages.gates == [gate_a, gate_b]
 
 
+def test_a_transform_that_runs_first_goes_before_the_others_whatever_the_order():
+    class Shard(_Transform):
+        runs_first = True
+
+    first, second, shard = _Transform(), _Transform(), Shard()
+    stages = compose([Plugin("a", transform=first), Plugin("b", transform=second), Plugin("shard", transform=shard)])
+    assert stages.transforms == [shard, first, second]
+
+
 def test_two_techniques_on_an_exclusive_stage_conflict_at_compose_time():
     from step7bench.engine.stages import PlainStep
 

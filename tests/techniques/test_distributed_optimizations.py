@@ -382,3 +382,17 @@ def test_plugins_train_through_the_engine_in_one_process(spec, digits_micro):
     assert result.status == "missed", result.error
     assert result.ledger.steps == 4 and result.ledger.world_size == 1
     assert result.ledger.examples_forward == result.ledger.examples_backward == 4 * digits_micro.hparams.batch_size
+
+
+def test_sharding_runs_before_augmentation_in_a_stack_listed_the_other_way(digits_micro):
+    from step7bench.engine import Plugin, TransformStage
+    from step7bench.engine.stages import compose
+    from step7bench.techniques.distributed_optimizations import DataParallelShard
+
+    class Augment(TransformStage):
+        def transform(self, ctx, batch):
+            return batch
+
+    augment = Augment()
+    stages = compose([Plugin("augment", transform=augment), SPEC.plugin(digits_micro, {"use_zero": False})])
+    assert isinstance(stages.transforms[0], DataParallelShard) and stages.transforms[1] is augment
