@@ -2,7 +2,10 @@
 
 - Deterministic metrics (steps, examples, tokens, FLOPs: identical for a seed on the CPU) must
   match: a median speedup more than `tolerance` (relative) below the baseline's is a
-  regression (-), more than `tolerance` above an improvement (+), else unchanged (~).
+  regression (-), more than `tolerance` above an improvement (+), else unchanged (~). Not so
+  where a paired trial, now or in the baseline, stopped on its wall-clock budget
+  (`max_seconds`): how far it got depends on the machine's speed, so the entry is marked ~
+  and says why.
 - Noisy metrics (wall-clock, device-hours, energy) change only when the ratio of medians passes
   `factor` *and* a one-sided Mann-Whitney U test on the per-seed speedups agrees at `alpha`,
   as airspeed velocity (asv) decides "changed"; otherwise they are marked ~. With two seeds
@@ -39,6 +42,7 @@ DEFAULT_FACTOR = 1.1  # asv's default threshold for a noisy change
 DEFAULT_ALPHA = 0.05
 
 IMPROVED, REGRESSED, UNCHANGED = "+", "-", "~"
+TIME_BOUND_REASON = "time-bound"
 GATED_ACCOUNTINGS = ("finetune", "all_in")  # amortized is all-in scaled: gating it twice adds nothing
 
 
@@ -47,7 +51,7 @@ def baseline_dict(analysis: Analysis) -> dict[str, Any]:
     median speedup and the per-seed speedups the significance test needs."""
     summary = summary_dict(analysis)
     entries = [{"workload": e.workload, "arm": e.arm, "metric": e.metric, "accounting": e.accounting,
-                "median": e.median, "per_seed": list(e.per_seed)}
+                "median": e.median, "per_seed": list(e.per_seed), "time_bound_trials": e.n_time_bound}
                for e in analysis.estimates if e.accounting in GATED_ACCOUNTINGS]
     return {"kind": BASELINE_KIND, "schema_version": BASELINE_SCHEMA_VERSION, "suite": summary["suite"],
             "hardware_class": summary["hardware"]["hardware_class"], "fingerprint": summary["hardware"]["fingerprint"],
@@ -140,7 +144,11 @@ def _compare_entry(entry: dict[str, Any], found: SpeedupEstimate | None, toleran
         return GateRow(**row, current_median=None, ratio=None, p_value=None, mark=REGRESSED,
                        reason="missing from the results")
     ratio = _ratio(found.median, base_median)
-    if deterministic:
+    time_bound = found.n_time_bound + int(entry.get("time_bound_trials", 0))  # older baselines lack it
+    if deterministic and time_bound:
+        mark, p_value = UNCHANGED, None
+        reason = f"{TIME_BOUND_REASON}: {time_bound} paired trial(s) stopped on max_seconds, not compared exactly"
+    elif deterministic:
         mark = REGRESSED if ratio < 1 - tolerance else IMPROVED if ratio > 1 + tolerance else UNCHANGED
         reason = f"deterministic, tolerance {tolerance:g}"
         p_value = None
@@ -178,7 +186,8 @@ def format_table(outcome: GateOutcome) -> str:
         lines.append(f"{row.mark:1} {row.workload:<14} {row.arm:<48} {row.metric:<18} {row.accounting:<8} "
                      f"{_number(row.baseline_median):>9} {_number(row.current_median):>9} {_number(row.ratio):>7}"
                      + (f"  p={row.p_value:.3f}" if row.p_value is not None else "")
-                     + ("  " + row.reason if row.current_median is None else ""))
+                     + ("  " + row.reason if row.current_median is None or row.reason.startswith(TIME_BOUND_REASON)
+                        else ""))
     counts = {mark: sum(row.mark == mark for row in outcome.rows) for mark in (IMPROVED, REGRESSED, UNCHANGED)}
     lines.append(f"{counts[REGRESSED]} regressed (-), {counts[IMPROVED]} improved (+), {counts[UNCHANGED]} unchanged "
                  f"or not significant (~); {outcome.not_in_baseline} not in the baseline (not gated)")

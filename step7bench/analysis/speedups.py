@@ -17,6 +17,7 @@ from step7bench.analysis.metrics import (ACCOUNTINGS, DEFAULT_DOWNSTREAM_TASKS, 
                                          costs_to_target, supports)
 from step7bench.analysis.stats import (DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Interval, median, olympic_mean,
                                        median_rows, paired_bootstrap, seed_speedups)
+from step7bench.harness.store import TIME_BOUND
 from step7bench.harness.suite import AA_SEED_OFFSET
 from step7bench.seeding import numpy_rng
 
@@ -47,6 +48,7 @@ class PairedCosts:
     baseline: np.ndarray
     arm: np.ndarray
     n_failed: int
+    n_time_bound: int = 0  # paired trials (either side) stopped by their wall-clock budget
 
     def speedups(self) -> np.ndarray:
         return seed_speedups(self.baseline, self.arm)
@@ -74,6 +76,13 @@ class SpeedupEstimate:
     n_reference_missed: int
     n_failed: int
     deterministic: bool
+    n_time_bound: int = 0
+
+    @property
+    def time_bound(self) -> bool:
+        """Whether a paired trial stopped on `max_seconds`: its counts then depend on the machine's
+        speed, so even a deterministic metric is not exactly reproducible."""
+        return self.n_time_bound > 0
 
     @property
     def n_seeds(self) -> int:
@@ -95,6 +104,9 @@ class CostTable:
         self.downstream_tasks = downstream_tasks
         self._failed = trials[failed].groupby(["workload", "arm"]).size().to_dict()
         self._seeds = measured["seed"].to_numpy(dtype=np.int64)
+        # Stores written before stop reasons were recorded have none: no trial counts as time-bound.
+        stop_reasons = measured["stop_reason"] if "stop_reason" in measured else pd.Series(None, index=measured.index)
+        self._time_bound = (stop_reasons == TIME_BOUND).to_numpy(dtype=bool)
         groups = measured.groupby(["workload", "arm"], sort=False).indices
         self._rows = {key: np.asarray(rows) for key, rows in groups.items()}
         self._info = {(w, a): (str(k), str(t)) for w, a, k, t in
@@ -143,8 +155,8 @@ class CostTable:
         for name in (arm, reference):
             if (workload, name) not in self._info:
                 raise ValueError(f"arm: no trials of {name!r} on {workload!r}")
-        arm_side = self._side(workload, arm, metric, accounting)
-        ref_side = self._side(workload, reference, metric, accounting)
+        arm_side = self._side(workload, arm, self._costs[(metric.name, accounting)])
+        ref_side = self._side(workload, reference, self._costs[(metric.name, accounting)])
         if arm == AA_ARM and reference == BASELINE_ARM:
             # By the seed each A/A trial repeats, never by position: a failed trial on either side
             # would otherwise shift every later pair onto the wrong partner.
@@ -156,11 +168,15 @@ class CostTable:
             arm_side, ref_side = arm_side.loc[common], ref_side.loc[common]
             seeds = ref_seeds = common.to_numpy()
         n_failed = self._failed.get((workload, arm), 0) + self._failed.get((workload, reference), 0)
-        return PairedCosts(seeds, ref_seeds, ref_side.to_numpy(), arm_side.to_numpy(), int(n_failed))
+        n_time_bound = (self._side(workload, arm, self._time_bound).loc[seeds].sum()
+                        + self._side(workload, reference, self._time_bound).loc[ref_seeds].sum())
+        return PairedCosts(seeds, ref_seeds, ref_side.to_numpy(), arm_side.to_numpy(), int(n_failed),
+                           int(n_time_bound))
 
-    def _side(self, workload: str, arm: str, metric: Metric, accounting: Accounting) -> pd.Series:
+    def _side(self, workload: str, arm: str, values: np.ndarray) -> pd.Series:
+        """`values` (one per measured trial) of one arm's trials, indexed by seed."""
         rows = self._rows.get((workload, arm), np.array([], dtype=int))
-        return pd.Series(self._costs[(metric.name, accounting)][rows], index=self._seeds[rows]).sort_index()
+        return pd.Series(values[rows], index=self._seeds[rows]).sort_index()
 
 
 def estimate(table: CostTable, workload: str, arm: str, metric: Metric, accounting: Accounting = "finetune",
@@ -180,7 +196,7 @@ def estimate(table: CostTable, workload: str, arm: str, metric: Metric, accounti
         per_seed=tuple(float(s) for s in speedups), median=median(speedups), olympic_mean=olympic_mean(speedups),
         interval=interval, n_arm_missed=int(np.isinf(pairs.arm).sum()),
         n_reference_missed=int(np.isinf(pairs.baseline).sum()), n_failed=pairs.n_failed,
-        deterministic=metric.deterministic)
+        deterministic=metric.deterministic, n_time_bound=pairs.n_time_bound)
 
 
 def all_estimates(table: CostTable, settings: BootstrapSettings = BootstrapSettings()) -> list[SpeedupEstimate]:

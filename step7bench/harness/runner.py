@@ -27,7 +27,7 @@ from step7bench.harness.matrix import TrialSpec, plan_trials, shard
 from step7bench.harness.parallel import (ParallelTrialError, check_nproc_per_node, run_data_parallel,
                                          runs_data_parallel)
 from step7bench.harness.progress import PlainProgress, LiveProgress
-from step7bench.harness.store import ResultsStore, TrialRecord
+from step7bench.harness.store import ResultsStore, TrialRecord, stop_reason
 from step7bench.harness.suite import Suite
 from step7bench.measure.fingerprint import device_fingerprint, git_provenance
 from step7bench import techniques as technique_registry
@@ -82,7 +82,7 @@ def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, 
                 result = runner.run(trial)
                 store.add_trial(TrialRecord(trial.trial_id, run_id, trial.arm.name, trial.arm.kind,
                                             fingerprint["hardware_class"], trial.identity(), started_at,
-                                            utc_now()), result)
+                                            utc_now(), stop_reason(result, trial.workload.budget)), result)
                 failed += result.status == "failed"
         finally:
             progress.close()

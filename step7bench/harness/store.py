@@ -26,10 +26,16 @@ import pandas as pd
 
 from step7bench.engine import Ledger, TrialResult
 from step7bench.errors import UserError
+from step7bench.workloads import Budget
 
 SCHEMA_VERSION = 1
 DATABASE_NAME = "results.sqlite"
 STATUSES = ("reached", "missed", "diverged", "failed")
+STOP_REASONS = ("target", "diverged", "max_steps", "max_seconds")
+"""Why a trial stopped: it reached its target, diverged, or ran out of its step budget or its
+wall-clock budget (`max_seconds`). Only the last makes its counts (steps, FLOPs) depend on the
+machine's speed; a failed trial has none."""
+TIME_BOUND = "max_seconds"
 
 _SQL_TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT"}
 
@@ -52,6 +58,7 @@ TRIAL_COLUMNS = {
     "steps_to_target": "INTEGER", "target_val_loss": "REAL", "best_val_loss": "REAL", "error": "TEXT",
     "device": "TEXT", "hardware_class": "TEXT", "technique_stats": "TEXT", "config": "TEXT",
     "started_at": "TEXT", "finished_at": "TEXT",
+    "stop_reason": f"TEXT CHECK (stop_reason IN {STOP_REASONS!r})",
 }
 CURVE_COLUMNS = {"trial_id": "TEXT NOT NULL", "step": "INTEGER NOT NULL", "val_loss": "REAL",
                  "train_loss": "REAL"}
@@ -77,6 +84,20 @@ class TrialRecord:
     config: dict[str, Any]
     started_at: str
     finished_at: str
+    stop_reason: str | None = None  # one of STOP_REASONS; None for a failed trial
+
+
+def stop_reason(result: TrialResult, budget: Budget) -> str | None:
+    """Why the trial stopped. The engine stops a trial that has not reached its target when it has
+    taken `budget.max_steps` optimizer steps or spent `budget.max_seconds`; a missed trial short of
+    its steps therefore ran out of seconds."""
+    if result.status == "failed":
+        return None
+    if result.status == "reached":
+        return "target"
+    if result.status == "diverged":
+        return "diverged"
+    return "max_steps" if result.ledger.steps >= budget.max_steps else TIME_BOUND
 
 
 class ResultsStore:
@@ -163,7 +184,7 @@ class ResultsStore:
             "hardware_class": record.hardware_class,
             "technique_stats": json.dumps(result.technique_stats, sort_keys=True, default=_json_default),
             "config": json.dumps(record.config, sort_keys=True), "started_at": record.started_at,
-            "finished_at": record.finished_at, **_ledger_row(result.ledger.snapshot()),
+            "finished_at": record.finished_at, "stop_reason": record.stop_reason, **_ledger_row(result.ledger.snapshot()),
         }
         curve = [{"trial_id": record.trial_id, "step": point.step, "val_loss": point.val_loss,
                   "train_loss": point.train_loss, **_ledger_row(point.ledger)} for point in result.curve]

@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from step7bench.analysis.gate import IMPROVED, REGRESSED, UNCHANGED, baseline_dict, compare, load_baseline
-from step7bench.analysis.results import Results, analyze, load_results
+from step7bench.analysis.gate import (IMPROVED, REGRESSED, UNCHANGED, baseline_dict, compare, format_table,
+                                      load_baseline)
+from step7bench.analysis.results import Analysis, Results, analyze, load_results
 from step7bench.analysis.summary import SCHEMA_VERSION, summary_dict
 from step7bench.analysis.synthetic import PlantedArm, synthetic_curves, synthetic_runs, synthetic_trials, write_store
 from step7bench.cli import main
@@ -83,6 +84,29 @@ def test_a_baseline_from_other_hardware_is_refused_unless_allowed(analysis):
     with pytest.raises(UserError, match="hardware class"):
         compare(other, analysis)
     assert not compare(other, analysis, allow_other_hardware=True).regressed
+
+
+def _time_bound(seed=3) -> Analysis:
+    """The standard results, but arm `fast` ran out of wall-clock budget on one seed."""
+    results = _results()
+    trials = results.trials.copy()
+    trials.loc[(trials["arm"] == "fast") & (trials["seed"] == seed), ["status", "stop_reason"]] = ["missed",
+                                                                                                  "max_seconds"]
+    return analyze(Results(trials, results.curves, results.runs), claims=[], controls={})
+
+
+def test_a_time_bound_arms_deterministic_metrics_are_not_compared_exactly(analysis):
+    time_bound = _time_bound()
+    for baseline, current in ((_raised(baseline_dict(time_bound), 1.2), time_bound),  # time-bound now
+                              (_raised(baseline_dict(time_bound), 1.2), analysis),  # in the baseline
+                              (_raised(baseline_dict(analysis), 1.2), time_bound)):
+        outcome = compare(baseline, current)
+        fast = [row for row in outcome.rows if row.arm == "fast" and row.deterministic]
+        assert fast and {row.mark for row in fast} == {UNCHANGED}
+        assert all(row.reason.startswith("time-bound: ") and "stopped on max_seconds" in row.reason for row in fast)
+        transfer = [row for row in outcome.rows if row.arm == "transfer" and row.metric == "steps"]
+        assert {row.mark for row in transfer} == {REGRESSED}  # its trials all stopped on steps or target
+    assert "time-bound" in format_table(compare(baseline_dict(time_bound), time_bound))
 
 
 def test_an_arm_missing_from_the_results_is_a_regression(analysis):

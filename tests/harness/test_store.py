@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 
@@ -10,7 +11,8 @@ import pytest
 
 from step7bench.engine import EvalPoint, Ledger, TrialResult
 from step7bench.errors import UserError
-from step7bench.harness.store import SCHEMA_VERSION, ResultsStore, TrialRecord
+from step7bench.harness.store import SCHEMA_VERSION, ResultsStore, TrialRecord, stop_reason
+from step7bench.workloads import Budget
 
 CONTRACT_TRIAL_COLUMNS = ["trial_id", "run_id", "workload", "preset", "arm", "arm_kind", "techniques", "seed",
                           "status", "steps_to_target", "target_val_loss", "best_val_loss", "error", "device",
@@ -157,3 +159,18 @@ def test_a_file_that_is_not_a_database_is_a_user_error(tmp_path):
 
 def test_the_store_uses_a_write_ahead_log(store):
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+@pytest.mark.parametrize(("status", "steps", "reason"), [
+    ("reached", 3, "target"), ("diverged", 3, "diverged"), ("failed", 3, None),
+    ("missed", 10, "max_steps"),  # the whole step budget spent
+    ("missed", 4, "max_seconds"),  # short of its steps: the wall-clock budget ran out
+])
+def test_why_a_trial_stopped_is_derived_from_its_result_and_budget(status, steps, reason):
+    assert stop_reason(_result(status=status, steps=steps), Budget(max_steps=10, max_seconds=60.0)) == reason
+
+
+def test_the_stop_reason_is_stored_with_the_trial(store):
+    record = dataclasses.replace(_record(), stop_reason="max_seconds")
+    store.add_trial(record, _result(status="missed"))
+    assert store.trials_frame()["stop_reason"].tolist() == ["max_seconds"]
