@@ -239,10 +239,14 @@ class _SuiteReader:
         if not entries:
             raise self.doc.fail(("workload",), "a suite needs at least one [[workload]]")
         workloads = [self._workload(i, entry, targets, require_targets) for i, entry in enumerate(entries)]
-        keys = [w.key for w in workloads]
-        for i, key in enumerate(keys):
-            if key in keys[:i]:
-                raise self.doc.fail(("workload", i), f"workload {key} is listed twice")
+        # One preset per workload: the analysis pairs and reports trials by workload name, so two
+        # presets of one workload would be pooled as if they were one.
+        names = [w.name for w in workloads]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                first = workloads[names.index(name)]
+                raise self.doc.fail(("workload", i), f"workload {name} is listed twice ({first.key} and "
+                                                     f"{workloads[i].key}): a suite runs one preset of each")
         return tuple(workloads)
 
     def _workload(self, index: int, entry: dict[str, Any], targets: Mapping[str, float],

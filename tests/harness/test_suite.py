@@ -48,6 +48,8 @@ MALFORMED = [
     ("unreachable-target", GOOD.replace("target_val_loss = 2.2", "target_val_loss = 0.0"), "positive", 13),
     ("unknown-workload-key", GOOD + "learning_rate = 0.1\n", "unknown key 'workload[0].learning_rate'", 15),
     ("duplicate-workload", GOOD + '\n[[workload]]\nname = "digits"\npreset = "micro"\n', "listed twice", 16),
+    ("workload-at-two-presets", GOOD + '\n[[workload]]\nname = "digits"\npreset = "small"\n',
+     "workload digits is listed twice (digits/micro and digits/small)", 16),
     ("no-workloads", "workload = []\n" + GOOD.split("[[workload]]")[0], "at least one [[workload]]", 1),
     ("unknown-setting", GOOD + '\n[technique.curriculum]\npace = "fast"\n', "unknown key 'technique.curriculum.pace'",
      17),
