@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from step7bench.harness.runner import run_suite
 from step7bench.harness.store import ResultsStore
 from step7bench.harness.suite import load_suite
 from step7bench.harness.summary import print_summary
+from step7bench.report import write_report
 
 EXIT_TRIAL_FAILED = 1
 EXIT_INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
@@ -89,13 +89,12 @@ def _run(args: argparse.Namespace) -> int:
 def _report(results_dir: Path, console: Console) -> bool:
     """Write the report; a failure there is one line, the results being safe already."""
     try:
-        report = write_report_if_available(results_dir)
+        report = write_report(results_dir)
     except Exception as exc:  # the trials are stored; a broken report must not hide that
         print(f"error: the report failed ({type(exc).__name__}: {exc}); the results are saved in {results_dir}",
               file=sys.stderr)
         return False
-    if report is not None:
-        console.print(f"report: {report}")
+    console.print(f"report: {report}")
     return True
 
 
@@ -115,15 +114,3 @@ def _shard(text: str | None) -> tuple[int, int] | None:
         return parse_shard(text)
     except ValueError as exc:
         raise UserError(f"--shard: {exc}") from None
-
-
-def write_report_if_available(results_dir: Path) -> Path | None:
-    """The hook to the reports: `step7bench.report.write_report(results_dir)` if that exists."""
-    try:
-        report = importlib.import_module("step7bench.report")
-    except ModuleNotFoundError as exc:
-        if exc.name != "step7bench.report":
-            raise
-        return None
-    write_report = getattr(report, "write_report", None)
-    return None if write_report is None else write_report(results_dir)

@@ -28,7 +28,11 @@ def fakes(monkeypatch):
 def no_report(monkeypatch):
     """The report has its own tests; here `run` calls a stand-in and records the call."""
     calls = []
-    monkeypatch.setattr("step7bench.cli.run.write_report_if_available", lambda folder: calls.append(folder))
+    def write_report(folder):
+        calls.append(folder)
+        return folder / "index.html"
+
+    monkeypatch.setattr("step7bench.cli.run.write_report", write_report)
     return calls
 
 
@@ -52,6 +56,7 @@ def test_run_records_every_trial_then_resumes_without_rerunning(tmp_path, capsys
     assert set(first["arm_kind"]) == {"baseline", "aa", "alone"}
     out, err = capsys.readouterr()
     assert "cost to target" in out and "[4/4]" in err
+    assert f"report: {results / 'index.html'}" in out.replace("\n", "")
     assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
     assert "0 trials to run; 4 already in the results" in capsys.readouterr().err
     again = _trials(results)
@@ -91,7 +96,7 @@ def test_a_failing_report_is_one_line_and_exit_1_with_the_trials_kept(tmp_path, 
     def broken(folder):
         raise KeyError("controls")
 
-    monkeypatch.setattr("step7bench.cli.run.write_report_if_available", broken)
+    monkeypatch.setattr("step7bench.cli.run.write_report", broken)
     results = tmp_path / "results"
     assert main(["run", "--suite", str(_suite(tmp_path, arms='["baseline"]')), "--results", str(results)]) == 1
     assert "error: the report failed (KeyError: 'controls')" in capsys.readouterr().err
