@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
+from step7bench.cli import positive_int
 from step7bench.errors import UserError
 from step7bench.harness.matrix import parse_shard
 from step7bench.harness.progress import make_progress
@@ -48,16 +49,6 @@ def add_suite_arguments(parser: argparse.ArgumentParser) -> None:
 def apply_threads(args: argparse.Namespace) -> None:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -8,8 +8,10 @@ import re
 from matplotlib.image import imread
 
 from step7bench.analysis.summary import SCHEMA_VERSION
+from step7bench.analysis.synthetic import synthetic_seed_suite
 from step7bench.cli import main
 from step7bench.report import FIGURES_FOLDER
+from step7bench.report.figures import _cost_breakdown
 
 FIGURES = ("forest", "cumulative", "curves", "controls", "cost_breakdown", "energy")
 
@@ -49,3 +51,9 @@ def test_cli_report_rewrites_the_report_and_refuses_a_folder_without_results(res
     assert "index.html" in capsys.readouterr().out
     assert main(["report", "--results", str(tmp_path)]) == 2
     assert "no results" in capsys.readouterr().err
+
+
+def test_the_cost_breakdown_says_missed_trials_count_at_their_whole_budget():
+    trials, _, _ = synthetic_seed_suite(seeds=range(2), workloads=("grammar-lm",))
+    figure = _cost_breakdown(trials, ["grammar-lm"])  # a bare Figure: nothing for pyplot to close
+    assert figure.axes[0].get_xlabel() == "wall seconds (median trial; missed trials at their whole budget)"
