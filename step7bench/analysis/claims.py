@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
@@ -28,18 +27,9 @@ from step7bench.analysis.metrics import Accounting, Metric, get_metric, supports
 from step7bench.analysis.speedups import AA_ARM, BASELINE_ARM, BootstrapSettings, CostTable, SpeedupEstimate, estimate
 from step7bench.analysis.stats import (NOT_MEASURED, Interval, Verdict, median, paired_bootstrap,
                                        ratio_of_medians, verdict)
+from step7bench.harness.claims import Claim
 
 NOT_ARMS = (BASELINE_ARM, AA_ARM)
-
-
-class Claim(Protocol):
-    """What the harness's claims loader gives (`step7bench.harness.claims.Claim`)."""
-
-    name: str
-    techniques: list[str]
-    claimed: float
-    metric: str
-    kind: str  # technique | cumulative | target
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 from scipy.stats import mannwhitneyu
 
+from step7bench.analysis.formatting import number
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
@@ -195,4 +196,4 @@ def format_table(outcome: GateOutcome) -> str:
 
 
 def _number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}" if math.isfinite(value) else "inf"
+    return number(value, 3, absent="-", infinite="inf")

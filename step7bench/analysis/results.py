@@ -3,18 +3,20 @@ analysis derives from them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from step7bench.analysis.checks import AACheck, ControlComparison, aa_checks, control_comparisons
-from step7bench.analysis.claims import Claim, ClaimResult, CumulativeRow, cumulative_table, judge_claims
+from step7bench.analysis.claims import ClaimResult, CumulativeRow, cumulative_table, judge_claims
 from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS
 from step7bench.analysis.speedups import BootstrapSettings, CostTable, SpeedupEstimate, all_estimates
 from step7bench.errors import UserError
-from step7bench.harness.claims import load_claims
+from step7bench.harness.claims import Claim, load_claims
 from step7bench.harness.store import DATABASE_NAME, ResultsStore
 from step7bench.harness.suite import SUITES_DIR
 from step7bench.techniques import technique_specs
@@ -35,6 +37,12 @@ class Results:
     @property
     def hardware_classes(self) -> list[str]:
         return sorted({str(c) for c in self.trials["hardware_class"].dropna()})
+
+    @property
+    def fingerprint(self) -> dict[str, Any] | None:
+        """The device fingerprint of the latest run (runs are in start order), None if none recorded."""
+        texts = [text for text in self.runs.get("device_fingerprint", []) if isinstance(text, str)]
+        return json.loads(texts[-1]) if texts else None
 
     @property
     def hardware_class(self) -> str:

@@ -62,10 +62,7 @@ def _suite(analysis: Analysis) -> dict[str, Any]:
 
 
 def _hardware(analysis: Analysis) -> dict[str, Any]:
-    runs = analysis.results.runs
-    fingerprints = [json.loads(text) for text in runs.get("device_fingerprint", []) if isinstance(text, str)]
-    return {"hardware_class": analysis.results.hardware_class,
-            "fingerprint": fingerprints[-1] if fingerprints else None}
+    return {"hardware_class": analysis.results.hardware_class, "fingerprint": analysis.results.fingerprint}
 
 
 def _runs(analysis: Analysis) -> list[dict[str, Any]]:

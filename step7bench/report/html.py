@@ -7,7 +7,6 @@ This module turns the analysis into rows of display strings; the template only l
 from __future__ import annotations
 
 import base64
-import json
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ import jinja2
 
 from step7bench.analysis.checks import AACheck, ControlComparison
 from step7bench.analysis.claims import ClaimResult, CumulativeRow
+from step7bench.analysis.formatting import number
 from step7bench.analysis.metrics import METRICS, get_metric
 from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
@@ -47,15 +47,6 @@ def render(analysis: Analysis, figures: dict[str, FigureFile]) -> str:
 
 def _data_uri(figure: FigureFile) -> str:
     return "data:image/png;base64," + base64.b64encode(figure.path.read_bytes()).decode("ascii")
-
-
-def number(value: float | None, digits: int = 2) -> str:
-    """A speedup or factor for display: 1.23, "inf", "0", or an em dash when absent."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    if math.isinf(value):
-        return "∞"
-    return f"{value:.{digits}f}"
 
 
 def interval(found: Interval | None) -> str:
@@ -140,9 +131,8 @@ def _speedup_table(estimates: Sequence[SpeedupEstimate]) -> dict[str, Any]:
 
 def _provenance(analysis: Analysis) -> dict[str, Any]:
     runs = analysis.results.runs
-    fingerprints = [json.loads(text) for text in runs.get("device_fingerprint", []) if isinstance(text, str)]
     keep = ["run_id", "started_at", "suite_name", "suite_hash", "git_commit", "git_dirty", "torch_version",
             "python_version", "hardware_class", "command_line"]
     return {"runs": [{key: ("" if row.get(key) is None else str(row.get(key))) for key in keep}
                      for row in runs.to_dict("records")],
-            "columns": keep, "fingerprint": fingerprints[-1] if fingerprints else {}}
+            "columns": keep, "fingerprint": analysis.results.fingerprint or {}}

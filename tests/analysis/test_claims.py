@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 
@@ -13,19 +12,15 @@ from step7bench.analysis.speedups import BootstrapSettings, CostTable
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.stats import INCONCLUSIVE, NOT_MEASURED, REFUTED, SUPPORTED, median
 from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
+from step7bench.harness.claims import Claim
 
 FAST = BootstrapSettings(resamples=500)
 
 
-@dataclass(frozen=True)
-class Claim:
-    """The fields of the harness's Claim, for tests."""
-
-    name: str
-    techniques: list[str]
-    claimed: float
-    metric: str
-    kind: str = "technique"
+def technique_claim(name: str, techniques: list[str], claimed: float, metric: str,
+                    kind: str = "technique") -> Claim:
+    """A claim as the claims file gives it, a technique claim unless told."""
+    return Claim(name, techniques, claimed, metric, kind)
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +36,15 @@ def table():
 
 
 def test_a_clear_effect_supports_a_smaller_claim_and_refutes_a_larger_one(table):
-    claims = [Claim("a supported", ["a"], 1.2, "steps"), Claim("a refuted", ["a"], 3.0, "steps"),
-              Claim("a borderline", ["a"], 1.5, "flops"), Claim("absent", ["zzz"], 2.0, "steps")]
+    claims = [technique_claim("a supported", ["a"], 1.2, "steps"), technique_claim("a refuted", ["a"], 3.0, "steps"),
+              technique_claim("a borderline", ["a"], 1.5, "flops"), technique_claim("absent", ["zzz"], 2.0, "steps")]
     verdicts = {result.name: result.verdict for result in judge_claims(table, claims, FAST)}
     assert verdicts == {"a supported": SUPPORTED, "a refuted": REFUTED, "a borderline": INCONCLUSIVE,
                         "absent": NOT_MEASURED}
 
 
 def test_a_claim_on_a_pretraining_arm_is_judged_all_in_with_finetune_only_beside_it(table):
-    (result,) = judge_claims(table, [Claim("transfer 3x", ["t"], 3.0, "device_s")], FAST)
+    (result,) = judge_claims(table, [technique_claim("transfer 3x", ["t"], 3.0, "device_s")], FAST)
     assert result.metric == "device_hours" and result.accounting == "all_in"
     assert result.verdict == REFUTED  # 2000 pretraining steps outweigh the 4x
     assert result.finetune_verdict == SUPPORTED and result.finetune_only.median == pytest.approx(4.0, rel=0.05)
@@ -61,8 +56,8 @@ def test_arms_are_found_by_their_set_of_techniques_never_a_control(table):
 
 
 def test_cumulative_rows_measure_each_stack_and_its_interaction(table):
-    claims = [Claim("a", ["a"], 1.4, "steps", "cumulative"), Claim("a then b", ["a", "b"], 2.8, "steps", "cumulative"),
-              Claim("not cumulative", ["b"], 2.0, "steps")]
+    claims = [technique_claim("a", ["a"], 1.4, "steps", "cumulative"), technique_claim("a then b", ["a", "b"], 2.8, "steps", "cumulative"),
+              technique_claim("not cumulative", ["b"], 2.0, "steps")]
     first, second = cumulative_table(table, claims, FAST)
     assert first.interaction == pytest.approx(1.0) and first.interaction_interval.holds(1.0)
     assert second.measured.median == pytest.approx(2.0, rel=0.05)
@@ -91,7 +86,7 @@ def test_the_product_alone_and_the_interaction_are_taken_on_the_same_seeds():
     # Alone arm `a` failed on seeds 0-3: the alone-arm medians must leave those seeds out too.
     trials.loc[(trials["arm"] == "a") & (trials["seed"] < 4), "status"] = "failed"
     table = CostTable(trials)
-    (row,) = cumulative_table(table, [Claim("a then b", ["a", "b"], 2.8, "steps", "cumulative")], FAST)
+    (row,) = cumulative_table(table, [technique_claim("a then b", ["a", "b"], 2.8, "steps", "cumulative")], FAST)
     shared = list(range(4, 12))
 
     def median_on_shared(arm):
