@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from step7bench.errors import UserError
 from step7bench.harness.checking import Document
 from step7bench.metric_names import metric_keys
 
@@ -28,10 +27,6 @@ class Claim:
     metric: str
     kind: str
     source: str = ""  # where the claim is made (section of the seed document)
-
-    @property
-    def arm(self) -> str:
-        return "+".join(self.techniques)
 
 
 def load_claims(path: Path | str) -> list[Claim]:
@@ -72,10 +67,3 @@ def _claim(doc: Document, index: int, entry: dict, default_metric: str | None, m
     return Claim(name=doc.get(entry, here, "name", "str"), techniques=list(techniques),
                  claimed=float(doc.get(entry, here, "claimed", "positive_number")), metric=metric, kind=kind,
                  source=doc.get(entry, here, "source", "str", ""))
-
-
-def check_claims_against(claims: list[Claim], arms: set[str]) -> None:
-    """Every claim's stack must be an arm of the suite, or its verdict cannot be measured."""
-    for claim in claims:
-        if claim.arm not in arms:
-            raise UserError(f"claim {claim.name!r} is about arm {claim.arm!r}, which the suite does not run")

@@ -13,7 +13,7 @@ from step7bench.metric_names import metric_keys
 
 def test_the_seed_claims_load_with_their_factors():
     claims = {claim.name: claim for claim in load_claims(SUITES_DIR / "claims" / "step7.toml")}
-    by_kind = {kind: {c.arm: c.claimed for c in claims.values() if c.kind == kind}
+    by_kind = {kind: {"+".join(c.techniques): c.claimed for c in claims.values() if c.kind == kind}
                for kind in ("technique", "cumulative", "target")}
     assert by_kind["technique"] == {"curriculum": 1.4, "active_learning": 2.0, "gradient_caching": 1.25,
                                     "transfer": 5.0, "difficulty_prediction": 1.2}
