@@ -7,6 +7,7 @@ import json
 import pandas as pd
 import pytest
 
+from step7bench.analysis.formatting import number
 from step7bench.analysis.gate import (IMPROVED, REGRESSED, UNCHANGED, baseline_dict, compare, format_table,
                                       load_baseline)
 from step7bench.analysis.results import Analysis, Results, analyze, load_results
@@ -149,3 +150,14 @@ def test_trials_of_an_older_suite_version_are_left_out():
     kept = latest_suite_version(trials, pd.concat([old.curves, new.curves]), pd.concat([old_runs, new.runs]))
     assert len(kept.trials) == len(new.trials) and kept.superseded_trials == len(old.trials)
     assert set(kept.runs["run_id"]) == set(new.runs["run_id"])
+
+
+def test_the_summary_gives_the_latest_runs_device_fingerprint(analysis):
+    assert analysis.results.fingerprint["hardware_class"] == "cpu-synthetic"
+    assert summary_dict(analysis)["hardware"]["fingerprint"] == analysis.results.fingerprint
+
+
+@pytest.mark.parametrize(("value", "page", "table"), [(1.23456, "1.23", "1.235"), (None, "—", "-"),
+                                                       (float("nan"), "—", "-"), (float("inf"), "∞", "inf")])
+def test_one_number_formatter_serves_the_page_and_the_gate_table(value, page, table):
+    assert number(value) == page and number(value, 3, absent="-", infinite="inf") == table
