@@ -11,7 +11,7 @@ from step7bench.analysis.claims import arm_for, cumulative_table, judge_claims
 from step7bench.analysis.speedups import BootstrapSettings, CostTable
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.stats import INCONCLUSIVE, NOT_MEASURED, REFUTED, SUPPORTED, median
-from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
+from synthetic import PlantedArm, synthetic_trials
 from step7bench.harness.claims import Claim
 
 FAST = BootstrapSettings(resamples=500)

@@ -12,7 +12,7 @@ from step7bench.analysis.gate import (IMPROVED, REGRESSED, UNCHANGED, baseline_d
                                       load_baseline)
 from step7bench.analysis.results import Analysis, Results, analyze, load_results
 from step7bench.analysis.summary import SCHEMA_VERSION, summary_dict
-from step7bench.analysis.synthetic import PlantedArm, synthetic_curves, synthetic_runs, synthetic_trials, write_store
+from synthetic import PlantedArm, synthetic_curves, synthetic_runs, synthetic_trials, write_store
 from step7bench.cli import main
 from step7bench.errors import UserError
 

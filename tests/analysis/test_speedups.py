@@ -9,7 +9,7 @@ import pytest
 
 from step7bench.analysis.metrics import costs_to_target, get_metric
 from step7bench.analysis.speedups import BootstrapSettings, CostTable, all_estimates, estimate, estimates_frame
-from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
+from synthetic import PlantedArm, synthetic_trials
 from step7bench.harness.suite import AA_SEED_OFFSET
 
 SEEDS = range(20)  # enough seeds that the percentile interval of a median covers well

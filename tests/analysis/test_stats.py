@@ -12,7 +12,7 @@ from step7bench.analysis.speedups import CostTable, estimate
 from step7bench.analysis.stats import (INCONCLUSIVE, REFUTED, SUPPORTED, Interval, median, median_rows,
                                        olympic_mean, paired_bootstrap, percentile_interval, ratio_of_medians,
                                        seed_speedups, verdict)
-from step7bench.analysis.synthetic import PlantedArm, synthetic_trials
+from synthetic import PlantedArm, synthetic_trials
 from step7bench.seeding import numpy_rng
 
 INF = np.inf

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
-from step7bench.analysis.synthetic import synthetic_seed_suite, write_store
+# The synthetic trial tables live with the analysis tests, which own them; the report tests read them too.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
+
+from synthetic import synthetic_seed_suite, write_store  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import re
 from matplotlib.image import imread
 
 from step7bench.analysis.summary import SCHEMA_VERSION
-from step7bench.analysis.synthetic import synthetic_seed_suite
+from synthetic import synthetic_seed_suite
 from step7bench.cli import main
 from step7bench.report import FIGURES_FOLDER
 from step7bench.report.figures import _cost_breakdown
