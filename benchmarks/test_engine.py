@@ -21,7 +21,7 @@ from step7bench.seeding import derive_seed, torch_generator
 from step7bench.workloads import get_workload
 
 STEPS = 300
-ROUNDS = 3
+ROUNDS = 5
 
 
 def _workload():

@@ -8,6 +8,7 @@ dropped (AlgoPerf). Evaluation runs every `eval_every` optimizer steps, off the 
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -152,7 +153,6 @@ class _Trial:
         for stage in self.stages.all_stages():
             stage.setup(ctx)
         batch_size = ctx.hparams.batch_size
-        nonfinite = torch.zeros((), dtype=torch.bool, device=self.device)
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         losses_in_segment = 0
         rules = _stop_rules(self.budget.max_seconds, self.device)
@@ -169,12 +169,12 @@ class _Trial:
             if loss is None:
                 continue
             self.stages.schedule.after_optimizer_step(ctx, loss)
-            nonfinite |= ~torch.isfinite(loss)
+            # A NaN or infinite loss makes the running sum non-finite: one op per step checks both.
             loss_sum += loss.double()
             losses_in_segment += 1
             if ctx.step % ctx.hparams.eval_every == 0:
                 segment.close()
-                outcome = self._evaluate(ctx, meter, nonfinite, loss_sum, losses_in_segment)
+                outcome = self._evaluate(ctx, meter, loss_sum, losses_in_segment)
                 if outcome is not None:
                     return outcome
                 loss_sum.zero_()
@@ -186,7 +186,7 @@ class _Trial:
                     stage.on_eval(ctx, self.curve[-1].val_loss)
         segment.close()
         if losses_in_segment:
-            outcome = self._evaluate(ctx, meter, nonfinite, loss_sum, losses_in_segment)
+            outcome = self._evaluate(ctx, meter, loss_sum, losses_in_segment)
             if outcome is not None:
                 return outcome
         return "missed"
@@ -206,8 +206,8 @@ class _Trial:
             device=self.device, seed=self.seed, train=self.train_data, hparams=self.workload.hparams,
             budget=self.budget, ledger=self.ledger, clock=Clock(self.device), flops=flops, meter=meter)
 
-    def _evaluate(self, ctx: TrialContext, meter: EnergyMeter, nonfinite: torch.Tensor,
-                  loss_sum: torch.Tensor, losses: int) -> Status | None:
+    def _evaluate(self, ctx: TrialContext, meter: EnergyMeter, loss_sum: torch.Tensor,
+                  losses: int) -> Status | None:
         """Validation check off the cost clock; returns a final status or None to go on (the
         caller then gives the stages its feedback)."""
         start_s = ctx.clock.now()
@@ -221,7 +221,7 @@ class _Trial:
         self.curve.append(point)
         if self.on_eval is not None:
             self.on_eval(point)
-        if bool(nonfinite) or not torch.isfinite(torch.tensor(val_loss)):
+        if not math.isfinite(train_loss) or not math.isfinite(val_loss):
             return "diverged"
         if val_loss <= self.target_val_loss:
             return "reached"

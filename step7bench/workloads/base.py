@@ -90,7 +90,7 @@ class Batch:
         """The examples at `index` (positions or a boolean mask), in that order."""
         return Batch(self.ids[index.to(self.ids.device)], self.inputs[index], self.targets[index])
 
-    @property
+    @functools.cached_property
     def tokens(self) -> int:
         """Predicted positions: tokens that are not padding (sequences) or examples."""
         if self.targets.dim() == 1:
