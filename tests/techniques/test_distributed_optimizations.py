@@ -248,8 +248,9 @@ def test_a_trial_runs_data_parallel_under_torchrun(tmp_path):
     script, out = tmp_path / "trial.py", tmp_path / "ledger.json"
     script.write_text(TORCHRUN_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                    str(script), str(out)], check=True, env=env, timeout=300, capture_output=True)
+    launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                               str(script), str(out)], env=env, timeout=300, capture_output=True, text=True)
+    assert launched.returncode == 0, launched.stderr[-4000:]
     result = json.loads(out.read_text())
     assert result["status"] == "missed", result["error"]
     assert result["ledger"]["world_size"] == 2 and result["ledger"]["steps"] == 4
