@@ -27,13 +27,6 @@ def _short(workload, max_steps):
     return short
 
 
-@pytest.fixture(scope="module")
-def grammar_micro():
-    from step7bench.workloads.grammar_lm import GrammarLM
-
-    return GrammarLM("micro")
-
-
 # -- the seed document's example ----------------------------------------------------------------
 
 

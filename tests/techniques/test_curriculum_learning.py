@@ -32,13 +32,6 @@ def _short(workload, max_steps):
 
 
 @pytest.fixture(scope="module")
-def grammar_micro():
-    from step7bench.workloads.grammar_lm import GrammarLM
-
-    return GrammarLM("micro")
-
-
-@pytest.fixture(scope="module")
 def lm_model(grammar_micro):
     torch.manual_seed(0)
     return TinyGPT(grammar_micro.num_classes, d_model=16, n_layers=1, n_heads=2, max_len=grammar_micro.seq_len)

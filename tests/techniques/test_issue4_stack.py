@@ -28,12 +28,6 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("STEP7BENCH_CACHE", str(tmp_path))
 
 
-@pytest.fixture(scope="module")
-def grammar_micro():
-    grammar_lm = pytest.importorskip("step7bench.workloads.grammar_lm", reason="grammar-lm has not landed")
-    return grammar_lm.GrammarLM("micro")
-
-
 @pytest.fixture(params=["digits", "grammar-lm"])
 def workload(request):
     return request.getfixturevalue("digits_micro" if request.param == "digits" else "grammar_micro")
