@@ -5,6 +5,10 @@ nothing for elementwise ops, norms, softmax or the optimizer; it counts no-grad 
 too, so scoring passes can be charged. Counting runs on a deep copy of the model under a
 forked RNG, so it neither touches the real model's gradients nor shifts any random stream:
 a trial's numbers stay bit-identical whether or not a shape was counted before.
+
+Counts are shared by every counter in the process for the same architecture (the model's
+module tree, `repr(model)`), example shape and loss: a suite's hundred trials of one workload
+count once, not a hundred times (a count costs about as much as a few training steps).
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+_SHARED_COUNTS: dict[tuple[str, str, tuple[int, ...], torch.dtype, bool], StepFlops] = {}
+
+
 class FlopCounter:
     """Per-example forward and backward FLOPs of a model, cached per example shape.
 
@@ -47,14 +54,15 @@ class FlopCounter:
     def __init__(self, model: nn.Module, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
         self._model = model
         self._loss_fn = loss_fn
-        self._cache: dict[tuple[tuple[int, ...], torch.dtype], StepFlops] = {}
+        self._architecture = repr(model)
+        self._loss_name = getattr(loss_fn, "__qualname__", repr(loss_fn))
 
     def per_example(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepFlops:
         """FLOPs of one example shaped like `inputs[0]`."""
-        key = (tuple(inputs.shape[1:]), inputs.dtype)
-        if key not in self._cache:
-            self._cache[key] = self._count(inputs[:1], targets[:1])
-        return self._cache[key]
+        key = (self._architecture, self._loss_name, tuple(inputs.shape[1:]), inputs.dtype, self._model.training)
+        if key not in _SHARED_COUNTS:
+            _SHARED_COUNTS[key] = self._count(inputs[:1], targets[:1])
+        return _SHARED_COUNTS[key]
 
     def _count(self, inputs: torch.Tensor, targets: torch.Tensor) -> StepFlops:
         devices = [inputs.device] if inputs.device.type == "cuda" else []

@@ -267,6 +267,7 @@ def test_stage_feedback_overhead_is_inside_a_training_window(digits_micro, monke
 
 def test_flops_are_counted_before_any_stage_runs(digits_micro, monkeypatch):
     events = []
+    monkeypatch.setattr("step7bench.measure.flops._SHARED_COUNTS", {})  # earlier tests counted this shape
     count = FlopCounter._count
     monkeypatch.setattr(FlopCounter, "_count", lambda self, *args: events.append("count") or count(self, *args))
 

@@ -38,3 +38,17 @@ def test_counting_is_cached_per_example_shape_and_leaves_model_and_rng_alone():
     assert model.weight.grad is None
     assert torch.equal(model.weight, weights)
     assert torch.equal(torch.random.get_rng_state(), rng_before)
+
+
+def test_counters_of_one_architecture_share_their_counts(monkeypatch):
+    monkeypatch.setattr("step7bench.measure.flops._SHARED_COUNTS", {})
+    counted = []
+    count = FlopCounter._count
+    monkeypatch.setattr(FlopCounter, "_count", lambda self, *args: counted.append(1) or count(self, *args))
+    loss = torch.nn.functional.cross_entropy
+    inputs, targets = torch.ones(4, 8), torch.zeros(4, dtype=torch.long)
+    first = FlopCounter(torch.nn.Linear(8, 3), loss).per_example(inputs, targets)
+    again = FlopCounter(torch.nn.Linear(8, 3), loss).per_example(inputs, targets)
+    other = FlopCounter(torch.nn.Linear(8, 5), loss).per_example(inputs, targets)
+    assert again == first and other.forward == first.forward * 5 // 3
+    assert len(counted) == 2  # the second Linear(8, 3) reused the first one's count
