@@ -6,34 +6,30 @@ Techniques never own the loop.
 
 from __future__ import annotations
 
+import importlib
+
 from step7bench.errors import UserError
 from step7bench.techniques.registry import TechniqueSpec
 
-
-def _specs() -> list[TechniqueSpec]:
-    # Each technique module lists its specs (the technique and, where it has one, its random
-    # control) in a module-level SPECS tuple. Modules join here as they land.
-    import importlib
-
-    specs: list[TechniqueSpec] = []
-    for module in _MODULES:
-        specs.extend(importlib.import_module(f"step7bench.techniques.{module}").SPECS)
-    return specs
-
-
-_MODULES: tuple[str, ...] = ("data_augmentation", "transfer_learning", "dynamic_lr_scheduler", "curriculum_learning",
-                             "active_learning", "difficulty_prediction", "gradient_caching", "distributed_optimizations")
+# Each module lists its specs (the technique and, where it has one, its random control, or an
+# extra variant such as gradient accumulation) in a module-level SPECS tuple.
+TECHNIQUE_MODULES = ("curriculum_learning", "active_learning", "data_augmentation", "transfer_learning",
+                     "gradient_caching", "difficulty_prediction", "dynamic_lr_scheduler",
+                     "distributed_optimizations")
 
 
 def technique_specs() -> dict[str, TechniqueSpec]:
-    return {spec.name: spec for spec in _specs()}
+    """Every registered technique and control, by name."""
+    return {spec.name: spec
+            for module in TECHNIQUE_MODULES
+            for spec in importlib.import_module(f"step7bench.techniques.{module}").SPECS}
 
 
 def get_technique(name: str) -> TechniqueSpec:
     specs = technique_specs()
     if name not in specs:
-        raise UserError(f"unknown technique {name!r} (choose from {', '.join(sorted(specs)) or 'none yet'})")
+        raise UserError(f"unknown technique {name!r} (choose from {', '.join(sorted(specs))})")
     return specs[name]
 
 
-__all__ = ["TechniqueSpec", "get_technique", "technique_specs"]
+__all__ = ["TECHNIQUE_MODULES", "TechniqueSpec", "get_technique", "technique_specs"]
