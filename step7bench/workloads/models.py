@@ -76,13 +76,6 @@ class TinyGPT(nn.Module):
             x = block(x)
         return self.head(self.norm(x))
 
-    def hidden_states(self, tokens: torch.Tensor) -> torch.Tensor:
-        """The final normalised hidden states (B, T, d_model), before the output head."""
-        positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.token_embedding(tokens) + self.position_embedding(positions)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
 
 
 class MLPClassifier(nn.Module):
@@ -101,8 +94,6 @@ class MLPClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
-    def hidden_states(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 def _init_weights(module: nn.Module) -> None:
@@ -112,8 +103,3 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.Embedding):
         nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-
-def parameter_count(model: nn.Module) -> int:
-    """Distinct parameters (tied weights counted once)."""
-    return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
