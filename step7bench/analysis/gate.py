@@ -1,8 +1,9 @@
 """The CI gate: each arm's speedups against a committed baseline file.
 
-- Deterministic metrics (steps, examples, tokens, FLOPs: identical for a seed on the CPU) must
-  match: a median speedup more than `tolerance` (relative) below the baseline's is a
-  regression (-), more than `tolerance` above an improvement (+), else unchanged (~). Not so
+- Deterministic metrics (steps, examples, tokens, FLOPs: identical for a seed on one CPU) must
+  match on the baseline's hardware class: a speedup, aggregated or of any one seed, more than
+  `tolerance` (relative) below the baseline's is a regression (-), more than `tolerance` above
+  an improvement (+), else unchanged (~). Not so
   where a paired trial, now or in the baseline, stopped on its wall-clock budget
   (`max_seconds`): how far it got depends on the machine's speed, so the entry is marked ~
   and says why.
@@ -12,7 +13,20 @@
   per side the smallest attainable p-value is 1/6, so a noisy metric of the smoke suite can
   never fail the gate: only the deterministic ones can, which is what a CI gate should trust.
 
-A baseline from another hardware class is refused: wall-clock and energy do not transfer.
+Across hardware classes (another CPU model, another core count) the deterministic counts are
+not bit-identical: other kernels round differently, losses differ at the 1e-6 level, and a
+data-dependent technique (active learning, difficulty prediction) or a trial that passes near
+the target can then take another path. Measured: the smoke suite on a 2-core AMD EPYC against
+the baseline saved on a 2-core Intel Xeon from the same commit differed on 1 of 82 trials (an
+active-learning stack on digits reached its target on one seed on Intel and missed on AMD,
+its best loss 4% above the target), which moved 9 of 351 deterministic entries; the quick suite
+moved 2 of 123 trials to another check and 13 of 123 to other FLOPs. So across classes the
+gate uses a drift-tolerant rule (`DEFAULT_DRIFT_TOLERANCE`): a deterministic entry changes only
+when its median moves past the tolerance *and* a strict majority of its paired seeds each move
+past it the same way. One seed taking another path cannot pass that; a technique that got
+slower on most seeds does. Noisy metrics (wall-clock, device-hours, energy) are not compared
+across classes at all (marked ~ with the reason): their values belong to the machine.
+
 Arms or metrics the baseline has and the results lack are regressions (the suite lost them).
 """
 
@@ -20,13 +34,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scipy.stats import mannwhitneyu
 
-from step7bench.analysis.formatting import number
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
@@ -34,16 +48,21 @@ from step7bench.analysis.summary import json_ready, summary_dict
 from step7bench.errors import UserError
 
 BASELINE_KIND = "step7bench-baseline"
-BASELINE_SCHEMA_VERSION = 1
+BASELINE_SCHEMA_VERSION = 2  # 2: entries carry their seeds, so per-seed speedups pair by seed
 
 DEFAULT_TOLERANCE = 1e-3
 """Relative change of a deterministic metric's median speedup that still counts as equal: it
 absorbs float rounding of the ratio, nothing a changed trajectory could hide in."""
+DEFAULT_DRIFT_TOLERANCE = 0.15
+"""Relative change of a deterministic speedup, median and per seed, that counts as drift between
+hardware classes (see the module docstring): one trial reaching the target a check earlier or
+later moves its seed's speedup by 10-15% at the quick suite's check spacing."""
 DEFAULT_FACTOR = 1.1  # asv's default threshold for a noisy change
 DEFAULT_ALPHA = 0.05
 
 IMPROVED, REGRESSED, UNCHANGED = "+", "-", "~"
 TIME_BOUND_REASON = "time-bound"
+NOT_COMPARED_REASON = "not compared"
 GATED_ACCOUNTINGS = ("finetune", "all_in")  # amortized is all-in scaled: gating it twice adds nothing
 
 
@@ -52,7 +71,8 @@ def baseline_dict(analysis: Analysis) -> dict[str, Any]:
     median speedup and the per-seed speedups the significance test needs."""
     summary = summary_dict(analysis)
     entries = [{"workload": e.workload, "arm": e.arm, "metric": e.metric, "accounting": e.accounting,
-                "median": e.median, "per_seed": list(e.per_seed), "time_bound_trials": e.n_time_bound}
+                "median": e.median, "per_seed": list(e.per_seed), "seeds": list(e.seeds),
+                "time_bound_trials": e.n_time_bound}
                for e in analysis.estimates if e.accounting in GATED_ACCOUNTINGS]
     return {"kind": BASELINE_KIND, "schema_version": BASELINE_SCHEMA_VERSION, "suite": summary["suite"],
             "hardware_class": summary["hardware"]["hardware_class"], "fingerprint": summary["hardware"]["fingerprint"],
@@ -100,43 +120,66 @@ class GateRow:
 
 @dataclass(frozen=True)
 class GateOutcome:
+    """The rows, and the hardware classes of the baseline and of the results compared with it."""
+
     rows: list[GateRow]
     not_in_baseline: int
+    baseline_class: str = ""
+    results_class: str = ""
+
+    @property
+    def same_hardware(self) -> bool:
+        return self.baseline_class == self.results_class
 
     @property
     def regressed(self) -> bool:
         return any(row.mark == REGRESSED for row in self.rows)
 
+    def counts(self) -> dict[str, int]:
+        return {mark: sum(row.mark == mark for row in self.rows) for mark in (IMPROVED, REGRESSED, UNCHANGED)}
 
-def compare(baseline: dict[str, Any], analysis: Analysis, *, allow_other_hardware: bool = False,
-            tolerance: float = DEFAULT_TOLERANCE, factor: float = DEFAULT_FACTOR,
-            alpha: float = DEFAULT_ALPHA) -> GateOutcome:
-    """Each baseline entry against the same arm, metric and accounting in `analysis`."""
-    _check_comparable(baseline, analysis, allow_other_hardware)
-    current = {(e.workload, e.arm, e.metric, e.accounting): e for e in analysis.estimates}
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What counts as a change: `tolerance` for deterministic metrics on one hardware class,
+    `drift_tolerance` for them across classes, `factor` and `alpha` for noisy metrics."""
+
+    tolerance: float = DEFAULT_TOLERANCE
+    drift_tolerance: float = DEFAULT_DRIFT_TOLERANCE
+    factor: float = DEFAULT_FACTOR
+    alpha: float = DEFAULT_ALPHA
+
+
+def compare(baseline: dict[str, Any], analysis: Analysis, thresholds: Thresholds = Thresholds()) -> GateOutcome:
+    """Each baseline entry against the same arm, metric and accounting in `analysis`, by the rule of
+    the hardware classes compared (see the module docstring)."""
+    _check_same_suite(baseline, analysis)
+    return compare_estimates(baseline, analysis.estimates, analysis.results.hardware_class, thresholds)
+
+
+def compare_estimates(baseline: dict[str, Any], estimates: Sequence[SpeedupEstimate], results_class: str,
+                      thresholds: Thresholds = Thresholds()) -> GateOutcome:
+    """`compare` on the estimates of results measured on `results_class`."""
+    baseline_class = str(baseline.get("hardware_class"))
+    current = {(e.workload, e.arm, e.metric, e.accounting): e for e in estimates}
     rows, seen = [], set()
     for entry in baseline["entries"]:
         key = (entry["workload"], entry["arm"], entry["metric"], entry["accounting"])
         seen.add(key)
-        rows.append(_compare_entry(entry, current.get(key), tolerance, factor, alpha))
+        rows.append(_compare_entry(entry, current.get(key), baseline_class == results_class, thresholds))
     extra = sum(1 for key, e in current.items() if key not in seen and e.accounting in GATED_ACCOUNTINGS)
-    return GateOutcome(rows, extra)
+    return GateOutcome(rows, extra, baseline_class, results_class)
 
 
-def _check_comparable(baseline: dict[str, Any], analysis: Analysis, allow_other_hardware: bool) -> None:
-    ours = analysis.results.hardware_class
-    theirs = baseline.get("hardware_class")
-    if theirs != ours and not allow_other_hardware:
-        raise UserError(f"baseline was measured on hardware class {theirs!r}, these results on {ours!r}; "
-                        "pass --allow-other-hardware to compare anyway")
+def _check_same_suite(baseline: dict[str, Any], analysis: Analysis) -> None:
     suites = {str(name) for name in analysis.results.runs.get("suite_name", [])}
     wanted = (baseline.get("suite") or {}).get("name")
     if isinstance(wanted, str) and suites and suites != {wanted}:
         raise UserError(f"baseline is of suite {wanted!r}, these results of {', '.join(sorted(suites))}")
 
 
-def _compare_entry(entry: dict[str, Any], found: SpeedupEstimate | None, tolerance: float, factor: float,
-                   alpha: float) -> GateRow:
+def _compare_entry(entry: dict[str, Any], found: SpeedupEstimate | None, same_hardware: bool,
+                   thresholds: Thresholds) -> GateRow:
     deterministic = get_metric(entry["metric"]).deterministic
     base_median = float(entry["median"])
     row = dict(workload=entry["workload"], arm=entry["arm"], metric=entry["metric"], accounting=entry["accounting"],
@@ -145,18 +188,29 @@ def _compare_entry(entry: dict[str, Any], found: SpeedupEstimate | None, toleran
         return GateRow(**row, current_median=None, ratio=None, p_value=None, mark=REGRESSED,
                        reason="missing from the results")
     ratio = _ratio(found.median, base_median)
-    time_bound = found.n_time_bound + int(entry.get("time_bound_trials", 0))  # older baselines lack it
+    compared = dict(**row, current_median=found.median, ratio=ratio)
+    baseline_seeds = dict(zip(entry["seeds"], (float(v) for v in entry["per_seed"]), strict=True))
+    time_bound = found.n_time_bound + int(entry["time_bound_trials"])
+    if not deterministic and not same_hardware:
+        return GateRow(**compared, p_value=None, mark=UNCHANGED,
+                       reason=f"{NOT_COMPARED_REASON}: a noisy metric of another hardware class")
     if deterministic and time_bound:
-        mark, p_value = UNCHANGED, None
-        reason = f"{TIME_BOUND_REASON}: {time_bound} paired trial(s) stopped on max_seconds, not compared exactly"
-    elif deterministic:
-        mark = REGRESSED if ratio < 1 - tolerance else IMPROVED if ratio > 1 + tolerance else UNCHANGED
-        reason = f"deterministic, tolerance {tolerance:g}"
-        p_value = None
-    else:
-        mark, p_value = _noisy_mark(ratio, found.per_seed, [float(v) for v in entry["per_seed"]], factor, alpha)
-        reason = f"noisy: factor {factor:g} and Mann-Whitney p < {alpha:g}"
-    return GateRow(**row, current_median=found.median, ratio=ratio, p_value=p_value, mark=mark, reason=reason)
+        return GateRow(**compared, p_value=None, mark=UNCHANGED,
+                       reason=f"{TIME_BOUND_REASON}: {time_bound} paired trial(s) stopped on max_seconds, "
+                              "not compared exactly")
+    current_seeds = dict(zip(found.seeds, found.per_seed))
+    if deterministic and same_hardware:
+        mark = _exact_mark(ratio, baseline_seeds, current_seeds, thresholds.tolerance)
+        return GateRow(**compared, p_value=None, mark=mark, reason=f"deterministic, tolerance {thresholds.tolerance:g}")
+    if deterministic:
+        mark = _drift_mark(ratio, baseline_seeds, current_seeds, thresholds.drift_tolerance)
+        return GateRow(**compared, p_value=None, mark=mark,
+                       reason=f"other hardware class: drift tolerance {thresholds.drift_tolerance:g} on the median "
+                              "and on a majority of seeds")
+    mark, p_value = _noisy_mark(ratio, found.per_seed, list(baseline_seeds.values()), thresholds.factor,
+                                thresholds.alpha)
+    return GateRow(**compared, p_value=p_value, mark=mark,
+                   reason=f"noisy: factor {thresholds.factor:g} and Mann-Whitney p < {thresholds.alpha:g}")
 
 
 def _ratio(current: float, baseline: float) -> float:
@@ -168,6 +222,34 @@ def _ratio(current: float, baseline: float) -> float:
     return current / baseline
 
 
+def _seed_ratios(baseline: dict[int, float], current: dict[int, float]) -> list[float]:
+    """current / baseline speedup on every seed both measured."""
+    return [_ratio(current[seed], baseline[seed]) for seed in sorted(baseline.keys() & current.keys())]
+
+
+def _exact_mark(ratio: float, baseline: dict[int, float], current: dict[int, float], tolerance: float) -> str:
+    """On one hardware class a deterministic speedup is bit-identical for a seed, so a change of the
+    median or of any one seed past `tolerance` is a change of the code's behaviour."""
+    ratios = [ratio, *_seed_ratios(baseline, current)]
+    if any(r < 1 - tolerance for r in ratios):
+        return REGRESSED
+    if any(r > 1 + tolerance for r in ratios):
+        return IMPROVED
+    return UNCHANGED
+
+
+def _drift_mark(ratio: float, baseline: dict[int, float], current: dict[int, float], tolerance: float) -> str:
+    """A change across hardware classes: the median past `tolerance` and a strict majority of the
+    seeds both runs measured past it in the same direction."""
+    seed_ratios = _seed_ratios(baseline, current)
+    majority = len(seed_ratios) / 2
+    if ratio < 1 - tolerance and sum(r < 1 - tolerance for r in seed_ratios) > majority:
+        return REGRESSED
+    if ratio > 1 + tolerance and sum(r > 1 + tolerance for r in seed_ratios) > majority:
+        return IMPROVED
+    return UNCHANGED
+
+
 def _noisy_mark(ratio: float, current: tuple[float, ...], baseline: list[float], factor: float,
                 alpha: float) -> tuple[str, float | None]:
     if ratio < 1 / factor:
@@ -177,23 +259,3 @@ def _noisy_mark(ratio: float, current: tuple[float, ...], baseline: list[float],
         p_value = float(mannwhitneyu(current, baseline, alternative="greater").pvalue)
         return (IMPROVED if p_value < alpha else UNCHANGED), p_value
     return UNCHANGED, None
-
-
-def format_table(outcome: GateOutcome) -> str:
-    """The gate's verdict as plain text: one line per arm and metric, then a count."""
-    header = f"{'':1} {'workload':<14} {'arm':<48} {'metric':<18} {'acct':<8} {'baseline':>9} {'now':>9} {'ratio':>7}"
-    lines = [header, "-" * len(header)]
-    for row in outcome.rows:
-        lines.append(f"{row.mark:1} {row.workload:<14} {row.arm:<48} {row.metric:<18} {row.accounting:<8} "
-                     f"{_number(row.baseline_median):>9} {_number(row.current_median):>9} {_number(row.ratio):>7}"
-                     + (f"  p={row.p_value:.3f}" if row.p_value is not None else "")
-                     + ("  " + row.reason if row.current_median is None or row.reason.startswith(TIME_BOUND_REASON)
-                        else ""))
-    counts = {mark: sum(row.mark == mark for row in outcome.rows) for mark in (IMPROVED, REGRESSED, UNCHANGED)}
-    lines.append(f"{counts[REGRESSED]} regressed (-), {counts[IMPROVED]} improved (+), {counts[UNCHANGED]} unchanged "
-                 f"or not significant (~); {outcome.not_in_baseline} not in the baseline (not gated)")
-    return "\n".join(lines)
-
-
-def _number(value: float | None) -> str:
-    return number(value, 3, absent="-", infinite="inf")

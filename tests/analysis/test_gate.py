@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
+from xml.etree import ElementTree
 
 import pandas as pd
 import pytest
 
 from step7bench.analysis.formatting import number
-from step7bench.analysis.gate import (IMPROVED, REGRESSED, UNCHANGED, baseline_dict, compare, format_table,
+from step7bench.analysis.gate import (IMPROVED, REGRESSED, UNCHANGED, baseline_dict, compare, compare_estimates,
                                       load_baseline)
+from step7bench.report.gate_formats import GATE_FORMATS, format_outcome, format_text
 from step7bench.analysis.results import Analysis, Results, analyze, load_results
 from step7bench.analysis.summary import SCHEMA_VERSION, summary_dict
 from synthetic import PlantedArm, synthetic_curves, synthetic_runs, synthetic_trials, write_store
@@ -80,11 +84,89 @@ def test_an_improvement_is_a_plus_and_passes(analysis):
     assert not outcome.regressed and IMPROVED in {row.mark for row in outcome.rows}
 
 
-def test_a_baseline_from_other_hardware_is_refused_unless_allowed(analysis):
-    other = {**baseline_dict(analysis), "hardware_class": "cuda-h200"}
-    with pytest.raises(UserError, match="hardware class"):
-        compare(other, analysis)
-    assert not compare(other, analysis, allow_other_hardware=True).regressed
+def test_across_hardware_classes_noisy_metrics_are_not_compared_and_deterministic_ones_drift(analysis):
+    other = {**_raised(baseline_dict(analysis), 1.2), "hardware_class": "cpu-other-2c"}
+    outcome = compare(other, analysis)
+    assert not outcome.same_hardware
+    noisy = [row for row in outcome.rows if not row.deterministic]
+    assert noisy and {row.mark for row in noisy} == {UNCHANGED}
+    assert all(row.reason.startswith("not compared") for row in noisy)
+    # A fifth off every seed is within the drift tolerance (0.15)? No: 1/1.2 = 0.83 is past it.
+    steps = [row for row in outcome.rows if row.arm == "fast" and row.metric == "steps"]
+    assert {row.mark for row in steps} == {REGRESSED}
+    within = compare({**_raised(baseline_dict(analysis), 1.1), "hardware_class": "cpu-other-2c"}, analysis)
+    assert not within.regressed  # 10% is drift across machines, a regression on one
+
+
+def _estimates(entries, seeds=(0, 1)):
+    """Stand-ins for SpeedupEstimate from (workload, arm, metric, accounting, per_seed) rows."""
+    import numpy as np
+    return [SimpleNamespace(workload=w, arm=a, metric=m, accounting=acc, seeds=tuple(seeds), per_seed=tuple(values),
+                            median=float(np.median(values)), n_time_bound=0) for w, a, m, acc, values in entries]
+
+
+def _baseline_from(entries, hardware_class, seeds=(0, 1)):
+    return {"hardware_class": hardware_class, "suite": {"name": "smoke"},
+            "entries": [{"workload": e.workload, "arm": e.arm, "metric": e.metric, "accounting": e.accounting,
+                         "median": e.median, "per_seed": list(e.per_seed), "seeds": list(e.seeds),
+                         "time_bound_trials": 0} for e in _estimates(entries, seeds)]}
+
+
+CROSS_MACHINE = json.loads((Path(__file__).parent / "data" / "cross_machine_smoke.json").read_text())["machines"]
+
+
+@pytest.mark.parametrize(("baseline_class", "results_class"), [("cpu-intel-xeon-processor-2c", "cpu-amd-epyc-2c"),
+                                                               ("cpu-amd-epyc-2c", "cpu-intel-xeon-processor-2c")])
+def test_measured_cross_machine_drift_passes_the_gate_both_ways(baseline_class, results_class):
+    baseline = _baseline_from(CROSS_MACHINE[baseline_class], baseline_class)
+    current = _estimates(CROSS_MACHINE[results_class])
+    # The drift is real: some entries moved far past any exact tolerance.
+    exact = compare_estimates(baseline, current, baseline_class)
+    assert exact.regressed or any(row.mark == IMPROVED for row in exact.rows)
+    outcome = compare_estimates(baseline, current, results_class)
+    assert not outcome.regressed and not any(row.mark == IMPROVED for row in outcome.rows)
+
+
+@pytest.mark.parametrize("arm", ["difficulty_prediction", "distributed", "transfer"])
+def test_a_real_regression_fails_the_gate_across_machines(arm):
+    """A technique that slows by a third on every seed, or one that now misses, is caught across classes."""
+    intel, amd = "cpu-intel-xeon-processor-2c", "cpu-amd-epyc-2c"
+    baseline = _baseline_from(CROSS_MACHINE[intel], intel)
+    slower = [[w, a, m, acc, [v / 1.35 for v in values] if a == arm else values]
+              for w, a, m, acc, values in CROSS_MACHINE[amd]]
+    missing = [[w, a, m, acc, [0.0 for _ in values] if a == arm else values]
+               for w, a, m, acc, values in CROSS_MACHINE[amd]]
+    for current in (slower, missing):
+        outcome = compare_estimates(baseline, _estimates(current), amd)
+        regressed = {(row.workload, row.arm) for row in outcome.rows if row.mark == REGRESSED}
+        assert regressed and {a for _, a in regressed} == {arm}
+
+
+def test_one_seed_taking_another_path_is_drift_but_most_seeds_slower_is_not():
+    entry = [["w", "x", "steps", "finetune", [1.0, 1.0, 1.0]]]
+    baseline = _baseline_from(entry, "a", seeds=(0, 1, 2))
+    one_seed = _estimates([["w", "x", "steps", "finetune", [0.0, 1.0, 1.0]]], seeds=(0, 1, 2))
+    two_seeds = _estimates([["w", "x", "steps", "finetune", [0.0, 0.5, 1.0]]], seeds=(0, 1, 2))
+    assert not compare_estimates(baseline, one_seed, "b").regressed
+    assert compare_estimates(baseline, two_seeds, "b").regressed
+    assert compare_estimates(baseline, one_seed, "a").regressed  # on the same hardware one seed counts
+
+
+@pytest.mark.parametrize("fmt", GATE_FORMATS)
+def test_every_gate_format_says_regression_or_not(analysis, fmt):
+    for baseline, regressed in ((baseline_dict(analysis), False), (_raised(baseline_dict(analysis), 1.2), True)):
+        text = format_outcome(compare(baseline, analysis), fmt)
+        if fmt == "json":
+            parsed = json.loads(text)
+            assert parsed["regressed"] is regressed and len(parsed["rows"]) == len(baseline["entries"])
+        elif fmt == "junit":
+            suite = ElementTree.fromstring(text)
+            assert (int(suite.get("failures")) > 0) is regressed
+            assert len(suite.findall("testcase")) == len(baseline["entries"])
+        elif fmt == "markdown":
+            assert ("**regression**" in text) is regressed and ("| - |" in text) is regressed
+        else:
+            assert ("0 regressed" not in text) is regressed
 
 
 def _time_bound(seed=3) -> Analysis:
@@ -107,7 +189,7 @@ def test_a_time_bound_arms_deterministic_metrics_are_not_compared_exactly(analys
         assert all(row.reason.startswith("time-bound: ") and "stopped on max_seconds" in row.reason for row in fast)
         transfer = [row for row in outcome.rows if row.arm == "transfer" and row.metric == "steps"]
         assert {row.mark for row in transfer} == {REGRESSED}  # its trials all stopped on steps or target
-    assert "time-bound" in format_table(compare(baseline_dict(time_bound), time_bound))
+    assert "time-bound" in format_text(compare(baseline_dict(time_bound), time_bound))
 
 
 def test_an_arm_missing_from_the_results_is_a_regression(analysis):
