@@ -82,7 +82,7 @@ def _training_step_s(batch, repeats: int = 20) -> float:
     workload = _workload()
     torch.manual_seed(0)
     model = workload.build_model()
-    optimizer = build_optimizer(model, workload)
+    optimizer = build_optimizer(model, workload.hparams)
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()

@@ -44,7 +44,7 @@ def _plain_run(workload) -> float:
     hp, train = workload.hparams, workload.train
     torch.manual_seed(derive_seed(0, "model-init"))
     model = workload.build_model()
-    optimizer = build_optimizer(model, workload)
+    optimizer = build_optimizer(model, workload.hparams)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: warmup_cosine_factor(s, hp.warmup_steps, STEPS))
     generator = torch_generator(0, "data-order")

@@ -41,7 +41,7 @@ def setting():
 
 def _train_one_pass(workload, model, pool: TensorDataset) -> None:
     """Forward + backward + AdamW step over the pool, `BATCH_SIZE` examples per step."""
-    optimizer = build_optimizer(model, workload)
+    optimizer = build_optimizer(model, workload.hparams)
     inputs, targets = pool.tensors
     for start in range(0, POOL_SIZE, BATCH_SIZE):
         loss = workload.loss(model(inputs[start:start + BATCH_SIZE]), targets[start:start + BATCH_SIZE])

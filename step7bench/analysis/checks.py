@@ -13,7 +13,6 @@ technique against its random control.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from step7bench.analysis.claims import arm_for
@@ -69,16 +68,17 @@ def aa_checks(table: CostTable, settings: BootstrapSettings = BootstrapSettings(
     return checks
 
 
-def control_comparisons(table: CostTable, controls: Mapping[str, str],
-                        settings: BootstrapSettings = BootstrapSettings()) -> list[ControlComparison]:
-    """Each technique in `controls` (technique name -> its control's name) that ran both alone and
-    as its control, on every workload and metric the workload spends."""
+def control_comparisons(table: CostTable, settings: BootstrapSettings = BootstrapSettings()) -> list[ControlComparison]:
+    """Each random-control arm against the arm of the technique it stands for (as the trials
+    record it), where both ran, on every workload and metric the workload spends."""
     comparisons = []
     for workload in table.workloads:
-        for technique, control in controls.items():
-            technique_arm, control_arm = arm_for(table, workload, [technique]), _control_arm(table, workload, control)
-            if technique_arm is None or control_arm is None:
+        for control_arm in table.arms(workload):
+            technique = table.control_of(workload, control_arm)
+            technique_arm = arm_for(table, workload, [technique]) if technique else None
+            if technique_arm is None:
                 continue
+            control = "+".join(table.techniques(workload, control_arm))
             for metric in table.metrics(workload):
                 comparisons.append(ControlComparison(
                     workload=workload, technique=technique, control=control, metric=metric.name,
@@ -87,10 +87,3 @@ def control_comparisons(table: CostTable, controls: Mapping[str, str],
                     technique_vs_control=estimate(table, workload, technique_arm, metric, "finetune", settings,
                                                   reference=control_arm)))
     return comparisons
-
-
-def _control_arm(table: CostTable, workload: str, control: str) -> str | None:
-    for arm in table.arms(workload):
-        if table.kind(workload, arm) == "control" and table.techniques(workload, arm) == control:
-            return arm
-    return None

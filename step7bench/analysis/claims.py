@@ -72,7 +72,7 @@ def arm_for(table: CostTable, workload: str, techniques: Sequence[str]) -> str |
     wanted = set(techniques)
     for arm in table.arms(workload):
         if (arm not in NOT_ARMS and table.kind(workload, arm) != "control"
-                and set(table.techniques(workload, arm).split("+")) == wanted):
+                and set(table.techniques(workload, arm)) == wanted):
             return arm
     return None
 

@@ -4,7 +4,7 @@ analysis derives from them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from step7bench.errors import UserError
 from step7bench.harness.claims import Claim, load_claims
 from step7bench.harness.store import DATABASE_NAME, ResultsStore
 from step7bench.harness.suite import SUITES_DIR
-from step7bench.techniques import technique_specs
 
 DEFAULT_CLAIMS = SUITES_DIR / "claims" / "step7.toml"
 
@@ -78,11 +77,6 @@ def latest_suite_version(trials: pd.DataFrame, curves: pd.DataFrame, runs: pd.Da
                    runs[runs["run_id"].isin(current_runs)].reset_index(drop=True), int((~keep).sum()))
 
 
-def registered_controls() -> dict[str, str]:
-    """Technique name -> the name of its random control, for every registered technique that has one."""
-    return {spec.name: spec.control for spec in technique_specs().values() if spec.control}
-
-
 @dataclass(frozen=True)
 class Analysis:
     """Everything derived from one results folder, computed once for the report, summary and gate."""
@@ -102,18 +96,17 @@ class Analysis:
         return [(check.workload, check.metric) for check in self.aa if not check.holds_one]
 
 
-def analyze(results: Results, claims: Sequence[Claim], controls: Mapping[str, str] | None = None,
-            settings: BootstrapSettings = BootstrapSettings(),
+def analyze(results: Results, claims: Sequence[Claim], settings: BootstrapSettings = BootstrapSettings(),
             downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> Analysis:
     """Speedups of every arm, verdicts on `claims`, the cumulative table, techniques against their
-    controls (default: the registered ones) and the A/A check."""
+    random controls (as the trials record them) and the A/A check."""
     table = CostTable(results.trials, downstream_tasks)
     return Analysis(
         results=results, settings=settings, downstream_tasks=downstream_tasks,
         estimates=all_estimates(table, settings),
         claims=judge_claims(table, claims, settings),
         cumulative=cumulative_table(table, claims, settings),
-        controls=control_comparisons(table, registered_controls() if controls is None else controls, settings),
+        controls=control_comparisons(table, settings),
         aa=aa_checks(table, settings))
 
 

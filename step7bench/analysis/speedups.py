@@ -1,9 +1,9 @@
 """Speedups of every arm over the baseline, paired by seed, on every metric and accounting.
 
-Pairing (the harness's design): all arms of a workload share seeds with the baseline and are
-paired with it seed by seed; the A/A arm ran the baseline again on seeds AA_SEED_OFFSET + i and
-its seed AA_SEED_OFFSET + i is paired with baseline seed i. Failed trials (the code raised)
-measured nothing: the pair is left out on both sides and the failure counted in `n_failed`.
+Pairing (the harness's design): every trial records the baseline seed it is paired with
+(`pair_seed`): its own seed for the arms that share seeds with the baseline, baseline seed i for
+the A/A arm's trial on another seed. Failed trials (the code raised) measured nothing: the pair
+is left out on both sides and the failure counted in `n_failed`.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from step7bench.analysis.metrics import (ACCOUNTINGS, DEFAULT_DOWNSTREAM_TASKS, 
                                          costs_to_target, supports)
 from step7bench.analysis.stats import (DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Interval, median, olympic_mean,
                                        median_rows, paired_bootstrap, seed_speedups)
-from step7bench.harness.store import TIME_BOUND
-from step7bench.harness.suite import AA_SEED_OFFSET
+from step7bench.engine import TIME_BOUND
 from step7bench.seeding import numpy_rng
 
 BASELINE_ARM = "baseline"
@@ -63,7 +62,7 @@ class SpeedupEstimate:
     workload: str
     arm: str
     arm_kind: str
-    techniques: str
+    techniques: tuple[str, ...]
     reference: str
     metric: str
     accounting: Accounting
@@ -97,21 +96,20 @@ class CostTable:
     """
 
     def __init__(self, trials: pd.DataFrame, downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> None:
-        if trials.duplicated(["workload", "arm", "seed"]).any():
-            raise ValueError("trials: an arm has two trials on one seed")
+        if trials.duplicated(["workload", "arm", "pair_seed"]).any():
+            raise ValueError("trials: an arm has two trials paired with one baseline seed")
         failed = trials["status"] == "failed"
         measured = trials[~failed].reset_index(drop=True)
         self.downstream_tasks = downstream_tasks
         self._failed = trials[failed].groupby(["workload", "arm"]).size().to_dict()
         self._seeds = measured["seed"].to_numpy(dtype=np.int64)
-        # Stores written before stop reasons were recorded have none: no trial counts as time-bound.
-        stop_reasons = measured["stop_reason"] if "stop_reason" in measured else pd.Series(None, index=measured.index)
-        self._time_bound = (stop_reasons == TIME_BOUND).to_numpy(dtype=bool)
+        self._pair_seeds = measured["pair_seed"].to_numpy(dtype=np.int64)
+        self._time_bound = (measured["stop_reason"] == TIME_BOUND).to_numpy(dtype=bool)
         groups = measured.groupby(["workload", "arm"], sort=False).indices
         self._rows = {key: np.asarray(rows) for key, rows in groups.items()}
-        self._info = {(w, a): (str(k), str(t)) for w, a, k, t in
-                      trials[["workload", "arm", "arm_kind", "techniques"]].drop_duplicates(["workload", "arm"])
-                      .itertuples(index=False)}
+        self._info = {(w, a): (str(k), tuple(t), c if isinstance(c, str) else None) for w, a, k, t, c in
+                      trials[["workload", "arm", "arm_kind", "techniques", "control_of"]]
+                      .drop_duplicates(["workload", "arm"]).itertuples(index=False)}
         self._costs = {(metric.name, accounting): costs_to_target(measured, metric, accounting, downstream_tasks)
                        .to_numpy() for metric in METRICS for accounting in ACCOUNTINGS if supports(metric, accounting)}
         self._pretrain = {metric.name: measured[metric.pretrain_column].to_numpy(dtype=float)
@@ -138,8 +136,12 @@ class CostTable:
     def kind(self, workload: str, arm: str) -> str:
         return self._info[(workload, arm)][0]
 
-    def techniques(self, workload: str, arm: str) -> str:
+    def techniques(self, workload: str, arm: str) -> tuple[str, ...]:
         return self._info[(workload, arm)][1]
+
+    def control_of(self, workload: str, arm: str) -> str | None:
+        """The technique a random-control arm stands for; None for any other arm."""
+        return self._info[(workload, arm)][2]
 
     def metrics(self, workload: str) -> list[Metric]:
         return self._metrics.get(workload, [])
@@ -155,28 +157,24 @@ class CostTable:
         for name in (arm, reference):
             if (workload, name) not in self._info:
                 raise ValueError(f"arm: no trials of {name!r} on {workload!r}")
-        arm_side = self._side(workload, arm, self._costs[(metric.name, accounting)])
-        ref_side = self._side(workload, reference, self._costs[(metric.name, accounting)])
-        if arm == AA_ARM and reference == BASELINE_ARM:
-            # By the seed each A/A trial repeats, never by position: a failed trial on either side
-            # would otherwise shift every later pair onto the wrong partner.
-            common = (arm_side.index - AA_SEED_OFFSET).intersection(ref_side.index).sort_values()
-            arm_side, ref_side = arm_side.loc[common + AA_SEED_OFFSET], ref_side.loc[common]
-            seeds, ref_seeds = arm_side.index.to_numpy(), common.to_numpy()
-        else:
-            common = arm_side.index.intersection(ref_side.index).sort_values()
-            arm_side, ref_side = arm_side.loc[common], ref_side.loc[common]
-            seeds = ref_seeds = common.to_numpy()
+        # By the pair seed each trial records, never by position: a failed trial on either side
+        # would otherwise shift every later pair onto the wrong partner.
+        costs = self._costs[(metric.name, accounting)]
+        arm_side, ref_side = self._side(workload, arm, costs), self._side(workload, reference, costs)
+        common = arm_side.index.intersection(ref_side.index).sort_values()
+        seeds = self._side(workload, arm, self._seeds).loc[common].to_numpy()
+        ref_seeds = self._side(workload, reference, self._seeds).loc[common].to_numpy()
         n_failed = self._failed.get((workload, arm), 0) + self._failed.get((workload, reference), 0)
-        n_time_bound = (self._side(workload, arm, self._time_bound).loc[seeds].sum()
-                        + self._side(workload, reference, self._time_bound).loc[ref_seeds].sum())
-        return PairedCosts(seeds, ref_seeds, ref_side.to_numpy(), arm_side.to_numpy(), int(n_failed),
-                           int(n_time_bound))
+        n_time_bound = (self._side(workload, arm, self._time_bound).loc[common].sum()
+                        + self._side(workload, reference, self._time_bound).loc[common].sum())
+        return PairedCosts(seeds, ref_seeds, ref_side.loc[common].to_numpy(), arm_side.loc[common].to_numpy(),
+                           int(n_failed), int(n_time_bound))
 
     def _side(self, workload: str, arm: str, values: np.ndarray) -> pd.Series:
-        """`values` (one per measured trial) of one arm's trials, indexed by seed."""
+        """`values` (one per measured trial) of one arm's trials, indexed by the baseline seed each
+        is paired with."""
         rows = self._rows.get((workload, arm), np.array([], dtype=int))
-        return pd.Series(values[rows], index=self._seeds[rows]).sort_index()
+        return pd.Series(values[rows], index=self._pair_seeds[rows]).sort_index()
 
 
 def estimate(table: CostTable, workload: str, arm: str, metric: Metric, accounting: Accounting = "finetune",

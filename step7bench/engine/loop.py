@@ -9,7 +9,6 @@ dropped (AlgoPerf). Evaluation runs every `eval_every` optimizer steps, off the 
 from __future__ import annotations
 
 import math
-import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 from step7bench.engine.context import TrialContext
+from step7bench.engine.costs import CostClock
 from step7bench.engine.ledger import Ledger
 from step7bench.engine.stages import Plugin, StageSet, compose
 from step7bench.errors import UserError
@@ -27,9 +27,16 @@ from step7bench.measure.energy import EnergyMeter, open_meter
 from step7bench.measure.flops import FlopCounter
 from step7bench.measure.memory import peak_memory_bytes, reset_peak_memory
 from step7bench.seeding import derive_seed
-from step7bench.workloads.base import Budget, ExampleDataset, Workload
+from step7bench.workloads.base import Budget, ExampleDataset, Hyperparameters, Workload
 
 Status = Literal["reached", "missed", "diverged", "failed"]
+
+StopReason = Literal["target", "diverged", "max_steps", "max_seconds"]
+STOP_REASONS: tuple[StopReason, ...] = ("target", "diverged", "max_steps", "max_seconds")
+"""Why a trial stopped: it reached its target, diverged, or ran out of its step budget or its
+wall-clock budget. Only `max_seconds` makes its counts (steps, FLOPs) depend on the machine's
+speed. A failed trial (the code raised) has none."""
+TIME_BOUND: StopReason = "max_seconds"
 
 
 @dataclass(frozen=True)
@@ -57,10 +64,13 @@ class TrialResult:
     ledger: Ledger
     technique_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
+    stop_reason: StopReason | None = None  # None for a failed trial
+    model: torch.nn.Module | None = None  # the trained model, when `run_trial(keep_model=True)`
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "status": self.status, "workload": self.workload, "preset": self.preset,
+            "status": self.status, "stop_reason": self.stop_reason, "workload": self.workload,
+            "preset": self.preset,
             "techniques": self.techniques, "seed": self.seed, "device": self.device,
             "target_val_loss": self.target_val_loss, "steps_to_target": self.steps_to_target,
             "best_val_loss": self.best_val_loss,
@@ -82,11 +92,11 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(name)
 
 
-def build_optimizer(model: torch.nn.Module, workload: Workload) -> torch.optim.AdamW:
+def build_optimizer(model: torch.nn.Module, hparams: Hyperparameters) -> torch.optim.AdamW:
     """AdamW with decoupled weight decay on every parameter of two or more dimensions (weight
     matrices, convolution kernels, token and position embedding tables) and none on 1-D ones
     (biases, norm scales), the usual practice since GPT-2."""
-    hp = workload.hparams
+    hp = hparams
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
@@ -98,98 +108,105 @@ OnEval = Callable[[EvalPoint], None]
 
 def run_trial(workload: Workload, seed: int, plugins: Sequence[Plugin] = (), *,
               device: str | torch.device = "auto", target_val_loss: float | None = None,
-              budget: Budget | None = None, train: ExampleDataset | None = None,
-              val: ExampleDataset | None = None, world_size: int = 1,
-              on_eval: OnEval | None = None) -> TrialResult:
+              budget: Budget | None = None, hparams: Hyperparameters | None = None,
+              train: ExampleDataset | None = None, val: ExampleDataset | None = None,
+              on_eval: OnEval | None = None, keep_model: bool = False) -> TrialResult:
     """Train `workload` from a seeded initialisation with the given technique plugins.
 
     `train`/`val` replace the workload's datasets (transfer learning pretrains this way on the
-    source data); `target_val_loss` and `budget` default to the workload's. An exception inside
-    the trial is returned as status 'failed' with its traceback, never raised, so a suite goes on.
+    source data); `target_val_loss`, `budget` and `hparams` default to the workload's
+    (`hparams.eval_every = 0` trains without a validation check: a technique's own helper model
+    needs none). `keep_model` returns the trained model in `TrialResult.model`. An exception
+    inside the trial is returned as status 'failed' with its traceback, never raised, so a suite
+    goes on.
     """
     device = resolve_device(device)
     trial = _Trial(workload, seed, list(plugins), device,
                    target_val_loss if target_val_loss is not None else workload.target_val_loss,
-                   budget or workload.budget, workload.train if train is None else train,
-                   workload.val if val is None else val,
-                   world_size, on_eval)
-    return trial.run()
+                   budget or workload.budget, hparams or workload.hparams,
+                   workload.train if train is None else train, workload.val if val is None else val, on_eval)
+    return trial.run(keep_model)
 
 
 class _Trial:
     """The state of one run_trial call; `run` is the loop."""
 
     def __init__(self, workload: Workload, seed: int, plugins: list[Plugin], device: torch.device,
-                 target_val_loss: float, budget: Budget, train: ExampleDataset, val: ExampleDataset,
-                 world_size: int, on_eval: OnEval | None) -> None:
+                 target_val_loss: float, budget: Budget, hparams: Hyperparameters, train: ExampleDataset,
+                 val: ExampleDataset, on_eval: OnEval | None) -> None:
         self.workload, self.seed, self.plugins, self.device = workload, seed, plugins, device
-        self.target_val_loss, self.budget, self.val = target_val_loss, budget, val
+        self.target_val_loss, self.budget, self.hparams, self.val = target_val_loss, budget, hparams, val
         self.stages: StageSet = compose(plugins)
         self.on_eval = on_eval
         self.curve: list[EvalPoint] = []
-        self.ledger = Ledger(world_size=world_size)
+        self.ledger = Ledger()
         self.train_data = train
+        self.ctx: TrialContext | None = None
 
-    def run(self) -> TrialResult:
+    def run(self, keep_model: bool) -> TrialResult:
         meter = open_meter(self.device)
         try:
-            status = self._train(meter)
+            stop_reason = self._train(meter)
             error = None
         except Exception as exc:  # a broken technique must not stop the suite
-            status, error = "failed", "".join(traceback.format_exception(exc)).strip()
+            stop_reason, error = None, "".join(traceback.format_exception(exc)).strip()
         finally:
             meter.close()
         self.ledger.peak_memory_bytes = peak_memory_bytes(self.device)
-        return self._result(status, error)
+        model = self.ctx.model if keep_model and self.ctx is not None else None
+        return self._result(stop_reason, error, model)
 
-    def _train(self, meter: EnergyMeter) -> Status:
-        ctx = self._context(meter)
+    def _train(self, meter: EnergyMeter) -> StopReason:
+        ctx = self.ctx = self._context(meter)
+        stages = self.stages
         # Init runs outside every window: transfer learning's pretraining is a trial of its own,
-        # with its own meter, charged apart by `charge_pretraining`.
-        self.stages.init.init(ctx)
+        # with its own meter, charged apart by `charge_pretraining`. Prepare (DDP/ZeRO wrapping)
+        # follows, so every stage's setup sees the model and optimizer it will train.
+        stages.init.init(ctx)
+        stages.prepare.prepare(ctx)
         # Setup is part of the cost (a technique's up-front scoring, say): it runs inside the
         # first training segment, so its overhead gets joules as well as seconds.
-        segment = _Segment.open(ctx, meter)
-        for stage in self.stages.all_stages():
+        ctx.costs.open_segment()
+        for stage in stages.all_stages():
             stage.setup(ctx)
-        batch_size = ctx.hparams.batch_size
+        batch_size, eval_every = self.hparams.batch_size, self.hparams.eval_every
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         losses_in_segment = 0
         rules = _stop_rules(self.budget.max_seconds, self.device)
-        while ctx.step < self.budget.max_steps and not rules.out_of_time(segment):
-            ids = self.stages.order.next_ids(ctx, self.stages.select.in_play(ctx), batch_size)
+        while ctx.step < self.budget.max_steps and not rules.out_of_time(ctx.costs):
+            ids = stages.order.next_ids(ctx, stages.select.in_play(ctx), batch_size)
             batch = self.train_data.gather(ids).to(self.device)
-            for transform in self.stages.transforms:
+            for transform in stages.transform:
                 batch = transform.transform(ctx, batch)
-            for gate in self.stages.gates:
+            for gate in stages.gate:
                 batch = gate.gate(ctx, batch)
-            if rules.skip(segment, len(batch)):
+            if rules.skip(ctx.costs, len(batch)):
                 continue
-            loss = self.stages.step.step(ctx, batch)
+            loss = stages.step.step(ctx, batch)
             if loss is None:
                 continue
-            self.stages.schedule.after_optimizer_step(ctx, loss)
+            stages.schedule.after_optimizer_step(ctx, loss)
             # A NaN or infinite loss makes the running sum non-finite: one op per step checks both.
             loss_sum += loss.double()
             losses_in_segment += 1
-            if ctx.step % ctx.hparams.eval_every == 0:
-                segment.close()
+            if eval_every and ctx.step % eval_every == 0:
+                ctx.costs.close_segment()
                 outcome = self._evaluate(ctx, meter, loss_sum, losses_in_segment)
                 if outcome is not None:
                     return outcome
                 loss_sum.zero_()
                 losses_in_segment = 0
-                segment = _Segment.open(ctx, meter)
+                ctx.costs.open_segment()
                 # Feedback runs inside the next segment, so what a stage books there as
                 # overhead gets joules as well as seconds.
-                for stage in self.stages.all_stages():
+                for stage in stages.all_stages():
                     stage.on_eval(ctx, self.curve[-1].val_loss)
-        segment.close()
-        if losses_in_segment:
+        ctx.costs.close_segment()
+        if eval_every and losses_in_segment:
             outcome = self._evaluate(ctx, meter, loss_sum, losses_in_segment)
             if outcome is not None:
                 return outcome
-        return "missed"
+        return "max_steps" if ctx.step >= self.budget.max_steps else TIME_BOUND
 
     def _context(self, meter: EnergyMeter) -> TrialContext:
         torch.manual_seed(derive_seed(self.seed, "model-init"))
@@ -201,15 +218,16 @@ class _Trial:
         # Training batches are gathered whole from the dataset, so they all have this shape.
         flops.per_example(self.train_data.inputs[:1].to(self.device), self.train_data.targets[:1].to(self.device))
         reset_peak_memory(self.device)
+        clock = Clock(self.device)
         return TrialContext(
-            workload=self.workload, model=model, optimizer=build_optimizer(model, self.workload),
-            device=self.device, seed=self.seed, train=self.train_data, hparams=self.workload.hparams,
-            budget=self.budget, ledger=self.ledger, clock=Clock(self.device), flops=flops, meter=meter)
+            workload=self.workload, model=model, optimizer=build_optimizer(model, self.hparams), device=self.device,
+            seed=self.seed, train=self.train_data, hparams=self.hparams, budget=self.budget, ledger=self.ledger,
+            clock=clock, flops=flops, costs=CostClock(self.ledger, clock, meter))
 
     def _evaluate(self, ctx: TrialContext, meter: EnergyMeter, loss_sum: torch.Tensor,
-                  losses: int) -> Status | None:
-        """Validation check off the cost clock; returns a final status or None to go on (the
-        caller then gives the stages its feedback)."""
+                  losses: int) -> StopReason | None:
+        """Validation check off the cost clock; returns why the trial stops, or None to go on
+        (the caller then gives the stages its feedback)."""
         start_s = ctx.clock.now()
         meter.begin_window("eval")
         val_loss = self.workload.evaluate(ctx.model, self.device, self.val)
@@ -224,25 +242,27 @@ class _Trial:
         if not math.isfinite(train_loss) or not math.isfinite(val_loss):
             return "diverged"
         if val_loss <= self.target_val_loss:
-            return "reached"
+            return "target"
         return None
 
-    def _result(self, status: Status, error: str | None) -> TrialResult:
-        reached = status == "reached"
+    def _result(self, stop_reason: StopReason | None, error: str | None, model: torch.nn.Module | None) -> TrialResult:
+        status: Status = ("failed" if stop_reason is None else "reached" if stop_reason == "target"
+                          else "diverged" if stop_reason == "diverged" else "missed")
         finite = [p.val_loss for p in self.curve if p.val_loss == p.val_loss]
         return TrialResult(
             status=status, workload=self.workload.name, preset=self.workload.preset.name,
             techniques=[p.name for p in self.plugins], seed=self.seed, device=str(self.device),
             target_val_loss=self.target_val_loss,
-            steps_to_target=self.curve[-1].step if reached else None,
+            steps_to_target=self.curve[-1].step if status == "reached" else None,
             best_val_loss=min(finite, default=float("inf")), curve=self.curve, ledger=self.ledger,
-            technique_stats={p.name: _plugin_stats(p) for p in self.plugins}, error=error)
+            technique_stats={p.name: _plugin_stats(p) for p in self.plugins}, error=error,
+            stop_reason=stop_reason, model=model)
 
 
 def _plugin_stats(plugin: Plugin) -> dict[str, Any]:
     stats: dict[str, Any] = {}
-    for stage_name in plugin.filled_stages():
-        stats.update(getattr(plugin, stage_name).stats())
+    for stage in plugin.stage_objects():
+        stats.update(stage.stats())
     return stats
 
 
@@ -252,10 +272,10 @@ class _OneProcess:
     def __init__(self, max_seconds: float) -> None:
         self.max_seconds = max_seconds
 
-    def out_of_time(self, segment: _Segment) -> bool:
-        return segment.spent_s() >= self.max_seconds
+    def out_of_time(self, costs: CostClock) -> bool:
+        return costs.spent_s() >= self.max_seconds
 
-    def skip(self, segment: _Segment, examples: int) -> bool:
+    def skip(self, costs: CostClock, examples: int) -> bool:
         return examples == 0
 
 
@@ -276,11 +296,11 @@ class _AgreedAcrossRanks(_OneProcess):
         self._device = device  # NCCL reduces only tensors on the rank's GPU
         self._stop = False
 
-    def out_of_time(self, segment: _Segment) -> bool:
+    def out_of_time(self, costs: CostClock) -> bool:
         return self._stop
 
-    def skip(self, segment: _Segment, examples: int) -> bool:
-        flags = torch.tensor([segment.spent_s(), float(examples == 0)], dtype=torch.float64, device=self._device)
+    def skip(self, costs: CostClock, examples: int) -> bool:
+        flags = torch.tensor([costs.spent_s(), float(examples == 0)], dtype=torch.float64, device=self._device)
         dist.all_reduce(flags, op=dist.ReduceOp.MAX)
         spent_s, any_empty = flags.tolist()
         self._stop = spent_s >= self.max_seconds
@@ -292,35 +312,3 @@ def _stop_rules(max_seconds: float, device: torch.device) -> _OneProcess:
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         return _AgreedAcrossRanks(max_seconds, device)
     return _OneProcess(max_seconds)
-
-
-@dataclass
-class _Segment:
-    """Training time between two validation checks: wall (device-synced at both ends) and
-    energy, booked to the ledger on close, less the overhead and audit seconds and the audit
-    joules booked inside it (overhead joules stay in `energy_j`, which counts both)."""
-
-    ctx: TrialContext
-    meter: EnergyMeter
-    start_s: float
-    spent_before_s: float
-
-    @classmethod
-    def open(cls, ctx: TrialContext, meter: EnergyMeter) -> _Segment:
-        meter.begin_window("train")
-        ctx.take_segment_overhead_s()
-        ctx.take_segment_audit_j()
-        return cls(ctx, meter, ctx.clock.now(), ctx.ledger.wall_s)
-
-    def spent_s(self) -> float:
-        """Cost-clock seconds so far (unsynced inside the segment: a budget check, not a figure)."""
-        return self.spent_before_s + (time.perf_counter() - self.start_s)
-
-    def close(self) -> None:
-        elapsed_s = self.ctx.clock.now() - self.start_s
-        ledger = self.ctx.ledger
-        ledger.wall_train_s += max(0.0, elapsed_s - self.ctx.take_segment_overhead_s())
-        ledger.device_s = ledger.wall_s * ledger.world_size
-        energy = self.meter.end_window("train")
-        # Audit windows nest in this one; their joules are booked apart (ctx.audit()).
-        ledger.charge_energy(max(0.0, energy.energy_j - self.ctx.take_segment_audit_j()), energy.method)

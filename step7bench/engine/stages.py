@@ -1,28 +1,32 @@
 """The loop's named stages, the baseline that fills them, and how techniques compose.
 
-Each iteration runs the stages in a fixed order; that order is the composition rule
-(DESIGN.md §3):
+The stages are declared once, in `STAGES`, in the order they run; that order is the
+composition rule (DESIGN.md §3). Once per trial, before training:
 
-1. select    -- which examples are in play            (active learning's subset)
-2. order     -- which of them form the next batch     (curriculum pacing)
-3. transform -- change the batch                       (augmentation)
-4. gate      -- drop examples before the forward pass  (difficulty prediction)
-5. step      -- forward / backward / update            (plain, gradient caching, ZeRO)
-6. schedule  -- learning rate after each optimizer step
-7. init      -- the starting weights, once, before training (transfer learning)
+1. init      -- the starting weights                   (transfer learning's pretraining)
+2. prepare   -- wrap the model and optimizer for the devices (DDP, ZeRO)
+
+then at every step:
+
+3. select    -- which examples are in play            (active learning's subset)
+4. order     -- which of them form the next batch     (curriculum pacing)
+5. transform -- change the batch                       (augmentation, a rank's shard)
+6. gate      -- drop examples before the forward pass  (difficulty prediction)
+7. step      -- forward / backward / update            (plain, gradient caching, accumulation)
+8. schedule  -- learning rate after each optimizer step (the baseline's cosine, dynamic LR)
 
 A technique contributes a `Plugin`: one stage object per stage it fills. Transform and gate
 stages chain (each sees the previous one's batch, in the order the techniques are listed,
 except that a transform marked `runs_first` -- data-parallel sharding -- goes before the rest);
 any other stage filled by two techniques is a conflict, raised when the stack is composed,
-never discovered mid-run. Every stage may implement `setup`, `on_eval` (feedback from each
-validation check) and `stats` (figures for the report).
+never discovered mid-run. Every stage may implement `setup` (after init and prepare), `on_eval`
+(feedback from each validation check) and `stats` (figures for the report).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
@@ -30,10 +34,6 @@ import torch
 if TYPE_CHECKING:
     from step7bench.engine.context import TrialContext
     from step7bench.workloads.base import Batch
-
-STAGE_ORDER = ("select", "order", "transform", "gate", "step", "schedule", "init")
-CHAINABLE_STAGES = frozenset({"transform", "gate"})
-
 
 class StageConflict(ValueError):
     """Two techniques fill a stage that does not define how they combine."""
@@ -43,7 +43,7 @@ class Stage:
     """Hooks every stage may use. Defaults do nothing."""
 
     def setup(self, ctx: TrialContext) -> None:
-        """Called once before the first step, after `init`."""
+        """Called once before the first step, after `init` and `prepare`."""
 
     def on_eval(self, ctx: TrialContext, val_loss: float) -> None:
         """Called after each validation check, with its loss (feedback for dynamic methods)."""
@@ -51,6 +51,21 @@ class Stage:
     def stats(self) -> dict[str, Any]:
         """Figures for the report (hit rates, skip rates, selection sizes...)."""
         return {}
+
+
+class InitStage(Stage):
+    def init(self, ctx: TrialContext) -> None:
+        """Set the model's starting weights; charge any pretraining with
+        `ctx.ledger.charge_pretraining`."""
+        raise NotImplementedError
+
+
+class PrepareStage(Stage):
+    def prepare(self, ctx: TrialContext) -> None:
+        """Make the trial's model and optimizer ready for its devices: replace `ctx.model` and
+        `ctx.optimizer` by wrapped ones (DDP, a sharded optimizer), set `ctx.ledger.world_size`.
+        Runs once after `init` and before every stage's `setup`, so every stage sees the result."""
+        raise NotImplementedError
 
 
 class SelectStage(Stage):
@@ -95,14 +110,21 @@ class ScheduleStage(Stage):
         raise NotImplementedError
 
 
-class InitStage(Stage):
-    def init(self, ctx: TrialContext) -> None:
-        """Set the model's starting weights; charge any pretraining with
-        `ctx.ledger.charge_pretraining`."""
-        raise NotImplementedError
-
-
 # -- the baseline -------------------------------------------------------------------------
+
+
+class FreshInit(InitStage):
+    """Keep the model's seeded random initialisation."""
+
+    def init(self, ctx: TrialContext) -> None:
+        return None
+
+
+class OneProcess(PrepareStage):
+    """Train the model as built, in this process, on its device."""
+
+    def prepare(self, ctx: TrialContext) -> None:
+        return None
 
 
 class AllExamples(SelectStage):
@@ -166,55 +188,88 @@ class WarmupCosine(ScheduleStage):
         self._scheduler.step()
 
 
-class FreshInit(InitStage):
-    """Keep the model's seeded random initialisation."""
-
-    def init(self, ctx: TrialContext) -> None:
-        return None
-
-
 # -- composition --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
+class StageSlot:
+    """One stage of the loop: the base class its stage objects derive from, whether several
+    techniques may fill it (they then run in the stack's order), and what the baseline runs there
+    when no technique fills it (nothing, for a chaining stage)."""
+
+    name: str
+    kind: type[Stage]
+    chains: bool
+    baseline: type[Stage] | None
+
+
+STAGES: tuple[StageSlot, ...] = (
+    StageSlot("init", InitStage, chains=False, baseline=FreshInit),
+    StageSlot("prepare", PrepareStage, chains=False, baseline=OneProcess),
+    StageSlot("select", SelectStage, chains=False, baseline=AllExamples),
+    StageSlot("order", OrderStage, chains=False, baseline=ShuffledEpochs),
+    StageSlot("transform", TransformStage, chains=True, baseline=None),
+    StageSlot("gate", GateStage, chains=True, baseline=None),
+    StageSlot("step", StepStage, chains=False, baseline=PlainStep),
+    StageSlot("schedule", ScheduleStage, chains=False, baseline=WarmupCosine),
+)
+"""The stages, in the order they run: the one declaration every other part derives from."""
+
+STAGE_ORDER: tuple[str, ...] = tuple(slot.name for slot in STAGES)
+CHAINABLE_STAGES = frozenset(slot.name for slot in STAGES if slot.chains)
+_SLOTS = {slot.name: slot for slot in STAGES}
+
+
 class Plugin:
-    """What one technique contributes: a fresh stage object for each stage it fills.
+    """What one technique contributes: a fresh stage object for each stage it fills, by stage
+    name, e.g. ``Plugin("curriculum", order=PacedOrder(...))``; `plugin.order` is that object
+    (None for a stage the plugin leaves to others).
 
     Build a new Plugin for every trial; stages keep per-trial state.
     """
 
-    name: str
-    select: SelectStage | None = None
-    order: OrderStage | None = None
-    transform: TransformStage | None = None
-    gate: GateStage | None = None
-    step: StepStage | None = None
-    schedule: ScheduleStage | None = None
-    init: InitStage | None = None
+    def __init__(self, name: str, **stages: Stage | None) -> None:
+        for stage_name, stage in stages.items():
+            if stage_name not in _SLOTS:
+                raise TypeError(f"plugin {name!r}: no stage named {stage_name!r} (stages: {', '.join(STAGE_ORDER)})")
+            if stage is not None and not isinstance(stage, _SLOTS[stage_name].kind):
+                raise TypeError(f"plugin {name!r}: its {stage_name} stage must be a "
+                                f"{_SLOTS[stage_name].kind.__name__}, got {type(stage).__name__}")
+        self.name = name
+        self._stages = {n: stages[n] for n in STAGE_ORDER if stages.get(n) is not None}
+
+    def __getattr__(self, stage_name: str) -> Stage | None:
+        if stage_name in _SLOTS:
+            return self._stages.get(stage_name)
+        raise AttributeError(stage_name)
 
     def filled_stages(self) -> list[str]:
-        return [name for name in STAGE_ORDER if getattr(self, name) is not None]
+        """Names of the stages this plugin fills, in run order."""
+        return list(self._stages)
+
+    def stage_objects(self) -> list[Stage]:
+        return list(self._stages.values())
+
+    def __repr__(self) -> str:
+        return f"Plugin({self.name!r}, {', '.join(self._stages)})"
 
 
-@dataclass
 class StageSet:
-    """The stages of one trial: techniques' where they fill one, the baseline's elsewhere."""
+    """The stages of one trial, by stage name: for an exclusive stage the one object that runs
+    there (a technique's, else the baseline's), for a chaining stage the list in run order."""
 
-    select: SelectStage
-    order: OrderStage
-    transforms: list[TransformStage]
-    gates: list[GateStage]
-    step: StepStage
-    schedule: ScheduleStage
-    init: InitStage
+    def __init__(self, chosen: dict[str, Stage | list[Stage]]) -> None:
+        self._chosen = chosen
 
-    BASELINE: ClassVar[dict[str, type[Stage]]] = {
-        "select": AllExamples, "order": ShuffledEpochs, "step": PlainStep,
-        "schedule": WarmupCosine, "init": FreshInit,
-    }
+    def __getattr__(self, stage_name: str) -> Any:
+        if stage_name in _SLOTS:
+            return self._chosen[stage_name]
+        raise AttributeError(stage_name)
 
     def all_stages(self) -> list[Stage]:
-        return [self.init, self.select, self.order, *self.transforms, *self.gates, self.step, self.schedule]
+        """Every stage object, in run order."""
+        return [stage for name in STAGE_ORDER
+                for stage in (self._chosen[name] if _SLOTS[name].chains else [self._chosen[name]])]
 
 
 def check_compatible(plugin_stages: dict[str, list[str]]) -> None:
@@ -237,13 +292,12 @@ def check_compatible(plugin_stages: dict[str, list[str]]) -> None:
 def compose(plugins: list[Plugin]) -> StageSet:
     """One StageSet from the plugins of a stack, in the order given."""
     check_compatible({plugin.name: plugin.filled_stages() for plugin in plugins})
-    chosen: dict[str, Any] = {}
-    for stage_name in (f.name for f in fields(Plugin) if f.name != "name"):
-        filled = [getattr(p, stage_name) for p in plugins if getattr(p, stage_name) is not None]
-        if stage_name == "transform":
-            chosen["transforms"] = sorted(filled, key=lambda stage: not stage.runs_first)  # stable
-        elif stage_name in CHAINABLE_STAGES:
-            chosen[stage_name + "s"] = filled
+    chosen: dict[str, Stage | list[Stage]] = {}
+    for slot in STAGES:
+        filled = [getattr(p, slot.name) for p in plugins if getattr(p, slot.name) is not None]
+        if slot.chains:
+            # Sorting is stable: runs_first stages go first, the others keep the stack's order.
+            chosen[slot.name] = sorted(filled, key=lambda stage: not getattr(stage, "runs_first", False))
         else:
-            chosen[stage_name] = filled[0] if filled else StageSet.BASELINE[stage_name]()
-    return StageSet(**chosen)
+            chosen[slot.name] = filled[0] if filled else slot.baseline()
+    return StageSet(chosen)

@@ -23,7 +23,7 @@ from step7bench.errors import UserError
 from step7bench.harness.runner import utc_now
 from step7bench.harness.suite import Suite, WorkloadEntry
 from step7bench.measure.fingerprint import device_fingerprint, git_provenance
-from step7bench.workloads import get_workload
+from step7bench.workloads import Workload
 
 CALIBRATION_SEED_OFFSET = 20_000
 
@@ -68,13 +68,13 @@ def calibrate(suite: Suite, *, device: str = "auto", seeds: int | None = None,
     commit = git_provenance()["commit"] or "unknown"
     count = seeds if seeds is not None else suite.calibration_seeds
     margin = suite.calibration_margin if margin is None else margin
-    return [_calibrate_one(entry, count, margin, torch_device, hardware_class, commit, report)
+    return [_calibrate_one(suite.registry.workload(entry.name, entry.preset, entry.data_seed), entry, count, margin,
+                           torch_device, hardware_class, commit, report)
             for entry in suite.workloads]
 
 
-def _calibrate_one(entry: WorkloadEntry, count: int, margin: float, device, hardware_class: str,
+def _calibrate_one(workload: Workload, entry: WorkloadEntry, count: int, margin: float, device, hardware_class: str,
                    commit: str, report) -> TargetRecord:
-    workload = get_workload(entry.name, entry.preset, entry.data_seed)
     seeds = [CALIBRATION_SEED_OFFSET + i for i in range(count)]
     results = []
     for seed in seeds:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from step7bench.errors import UserError
+from step7bench.errors import UserError, did_you_mean
 
 KeyPath = tuple[str | int, ...]
 
@@ -90,7 +90,7 @@ class Document:
         allowed = list(allowed)
         for key in table:
             if key not in allowed:
-                raise self.fail((*path, key), f"unknown key {dotted((*path, key))!r} "
+                raise self.fail((*path, key), f"unknown key {dotted((*path, key))!r}{did_you_mean(key, allowed)} "
                                               f"(allowed here: {', '.join(allowed)})")
         for key in required:
             if key not in table:

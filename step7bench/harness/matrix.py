@@ -3,7 +3,8 @@
 Arms and their kinds (the analysis reads `arm_kind`):
 
 - `baseline`: no technique. `aa`: the baseline again on other seeds (AA_SEED_OFFSET + i,
-  paired with baseline seed i); its speedup over the baseline must come out as 1.
+  paired with baseline seed i: `TrialSpec.pair_seed`); its speedup over the baseline must come
+  out as 1.
 - `alone`: each technique of `matrix.techniques` by itself. `control`: each technique's random
   control at the same rate, named by the control's technique name.
 - `stack`: the seed's stack, and the all-techniques stack less those that do not apply to the
@@ -27,19 +28,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from step7bench.harness.suite import AA_SEED_OFFSET, Suite, WorkloadEntry
-from step7bench.techniques import TechniqueSpec
-
-DATA_PARALLEL_TECHNIQUE = "distributed"
-"""The technique whose trials run on several ranks (`harness.parallel`) when asked to."""
 
 ARM_KINDS = ("baseline", "aa", "alone", "control", "stack", "leave_one_out", "pair", "cumulative")
 
 
 @dataclass(frozen=True)
 class Arm:
+    """An arm of the matrix: its name (for display), kind and techniques, and for a random
+    control the technique it controls for. Stored with every trial, so the analysis needs no
+    registry to know which control belongs to which technique."""
+
     name: str
     kind: str
     techniques: tuple[str, ...]
+    control_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,19 @@ class TrialSpec:
     seed: int
     settings: Mapping[str, Mapping[str, Any]]  # per technique of the arm, as the suite sets them
     world_size: int = 1
+    data_parallel: bool = False  # the arm has a data-parallel technique (it may run on several ranks)
+    pair_seed: int | None = None  # the baseline seed this trial is paired with (default: its own seed)
+
+    @property
+    def paired_with(self) -> int:
+        return self.seed if self.pair_seed is None else self.pair_seed
 
     def identity(self) -> dict[str, Any]:
         """Everything that defines the trial's outcome; its hash is the trial id. A data-parallel
         arm's outcome depends on its world size (global batch, shards), so it is named there; other
         arms always run on one process and their ids stay what they were."""
         w = self.workload
-        ranks = {"world_size": self.world_size} if DATA_PARALLEL_TECHNIQUE in self.arm.techniques else {}
+        ranks = {"world_size": self.world_size} if self.data_parallel else {}
         return {**ranks, "workload": w.name, "preset": w.preset, "data_seed": w.data_seed, "arm": self.arm.name,
                 "techniques": list(self.arm.techniques), "seed": self.seed,
                 "max_steps": w.budget.max_steps, "max_seconds": w.budget.max_seconds,
@@ -78,9 +86,10 @@ def arm_name(techniques: tuple[str, ...]) -> str:
     return "+".join(techniques) if techniques else "baseline"
 
 
-def build_arms(suite: Suite, specs: Mapping[str, TechniqueSpec], task: str) -> list[Arm]:
+def build_arms(suite: Suite, task: str) -> list[Arm]:
     """The arms of one workload, in the order of ARM_KINDS, without the ones whose techniques
     do not apply to `task` (e.g. a sequence-only augmentation on an image classifier)."""
+    specs = suite.registry.techniques
     order = {name: i for i, name in enumerate(suite.techniques)}
 
     def stack(names: tuple[str, ...]) -> tuple[str, ...]:
@@ -93,9 +102,9 @@ def build_arms(suite: Suite, specs: Mapping[str, TechniqueSpec], task: str) -> l
         candidates.append(("aa", ()))
     if "alone" in groups:
         candidates += [("alone", (name,)) for name in suite.techniques]
+    controls_of = {specs[name].control: name for name in suite.techniques if specs[name].control is not None}
     if "control" in groups:
-        candidates += [("control", (specs[name].control,)) for name in suite.techniques
-                       if specs[name].control is not None]
+        candidates += [("control", (control,)) for control in controls_of]
     if "seed_stack" in groups:
         candidates.append(("stack", seed))
     if "all_stack" in groups:
@@ -111,22 +120,24 @@ def build_arms(suite: Suite, specs: Mapping[str, TechniqueSpec], task: str) -> l
     for kind, techniques in candidates:
         name = "aa" if kind == "aa" else arm_name(techniques)
         if name not in arms and all(task in specs[t].tasks for t in techniques):
-            arms[name] = Arm(name, kind, techniques)
+            arms[name] = Arm(name, kind, techniques, controls_of.get(techniques[0]) if kind == "control" else None)
     return list(arms.values())
 
 
-def plan_trials(suite: Suite, specs: Mapping[str, TechniqueSpec], nproc_per_node: int = 1) -> list[TrialSpec]:
+def plan_trials(suite: Suite, nproc_per_node: int = 1) -> list[TrialSpec]:
     """Every trial of the suite, seed by seed: after k seeds, every arm has k paired results.
-    Arms with the data-parallel technique run on `nproc_per_node` ranks, every other on one."""
-    arms = {w.key: build_arms(suite, specs, w.task) for w in suite.workloads}
+    Arms with a data-parallel technique run on `nproc_per_node` ranks, every other on one."""
+    specs = suite.registry.techniques
+    arms = {w.key: build_arms(suite, w.task) for w in suite.workloads}
     trials = []
     for index in range(suite.seeds):
         for workload in suite.workloads:
             for arm in arms[workload.key]:
                 seed = AA_SEED_OFFSET + index if arm.kind == "aa" else index
                 settings = {name: suite.settings_for(name) for name in arm.techniques}
-                world_size = nproc_per_node if DATA_PARALLEL_TECHNIQUE in arm.techniques else 1
-                trials.append(TrialSpec(workload, arm, seed, settings, world_size))
+                data_parallel = any(specs[name].data_parallel for name in arm.techniques)
+                trials.append(TrialSpec(workload, arm, seed, settings, nproc_per_node if data_parallel else 1,
+                                        data_parallel, pair_seed=index))
     return trials
 
 

@@ -1,9 +1,11 @@
 """Data-parallel trials: one trial run by N ranks under torchrun, its result back in the parent.
 
-The parent pickles the trial to a temporary folder and starts
+The parent pickles the trial (and the plugin modules its registry imported) to a temporary
+folder and starts
 ``python -m torch.distributed.run --standalone --nproc_per_node=N -m step7bench.harness.parallel``;
-every rank builds the workload and plugins, joins the process group (gloo on the CPU, NCCL on
-GPUs) and runs the trial through the `distributed` technique's plug-in. The ranks' ledgers are
+every rank rebuilds the same registry, joins the process group (gloo on the CPU, NCCL on GPUs)
+and runs the trial through `harness.trials`, as the runner does in its own process; the arm's
+data-parallel technique prepares the model and optimizer for the process group. The ranks' ledgers are
 combined by `combine_rank_ledgers` (device-seconds = wall x world size, energy summed, examples
 counted once), at the end and at every validation check, and rank 0 pickles that result for the
 parent, which stores it like any other trial.
@@ -25,11 +27,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from step7bench.engine import EvalPoint, Ledger, TrialResult, run_trial
-from step7bench.harness.matrix import DATA_PARALLEL_TECHNIQUE, TrialSpec
-from step7bench.techniques import technique_specs
+from step7bench.engine import EvalPoint, Ledger, TrialResult
+from step7bench.harness.matrix import TrialSpec
+from step7bench.harness.registry import load_registry
+from step7bench.harness.trials import Workloads, run_planned_trial
 from step7bench.techniques.distributed_optimizations import combine_rank_ledgers, gather_rank_ledgers
-from step7bench.workloads import get_workload
 
 # The error text kept from a failed launch: the end of the ranks' output, where the traceback is.
 ERROR_TAIL_CHARS = 4000
@@ -45,10 +47,10 @@ def check_nproc_per_node(nproc_per_node: int) -> None:
 
 
 def runs_data_parallel(trial: TrialSpec, nproc_per_node: int) -> bool:
-    """Whether `trial` runs under torchrun: several processes asked for and an arm that
-    includes the data-parallel technique (every other trial runs in the harness's process)."""
+    """Whether `trial` runs under torchrun: several processes asked for and an arm with a
+    data-parallel technique (every other trial runs in the harness's process)."""
     check_nproc_per_node(nproc_per_node)
-    return nproc_per_node > 1 and DATA_PARALLEL_TECHNIQUE in trial.arm.techniques
+    return nproc_per_node > 1 and trial.data_parallel
 
 
 def threads_per_rank(nproc_per_node: int, cores: int | None = None) -> int:
@@ -59,17 +61,20 @@ def threads_per_rank(nproc_per_node: int, cores: int | None = None) -> int:
 @dataclass(frozen=True)
 class _Job:
     trial: TrialSpec
+    plugin_modules: tuple[str, ...]
     device: str
     threads: int
 
 
-def run_data_parallel(trial: TrialSpec, device: torch.device, nproc_per_node: int,
+def run_data_parallel(trial: TrialSpec, device: torch.device, nproc_per_node: int, plugin_modules: tuple[str, ...] = (),
                       timeout_s: float | None = None) -> TrialResult:
     """Run `trial` on `nproc_per_node` ranks under torchrun and return rank 0's result with the
-    ranks' ledgers combined; ParallelTrialError (with the ranks' output) if none came back."""
+    ranks' ledgers combined; ParallelTrialError (with the ranks' output) if none came back.
+    `plugin_modules` are the plugins the ranks import to rebuild the run's registry."""
     with tempfile.TemporaryDirectory(prefix="step7bench-ranks-") as folder:
         job_path, result_path = Path(folder) / "job.pkl", Path(folder) / "result.pkl"
-        job_path.write_bytes(pickle.dumps(_Job(trial, str(device), threads_per_rank(nproc_per_node))))
+        job = _Job(trial, plugin_modules, str(device), threads_per_rank(nproc_per_node))
+        job_path.write_bytes(pickle.dumps(job))
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                    f"--nproc_per_node={nproc_per_node}", "-m", __name__, str(job_path), str(result_path)]
         # torchrun sets OMP_NUM_THREADS=1 itself only when unset, with a warning; set it to the share.
@@ -92,7 +97,7 @@ def _rank_main(job_path: Path, result_path: Path) -> int:
     device = _rank_device(job.device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        result = _run_rank(job.trial, device)
+        result = run_planned_trial(job.trial, Workloads(load_registry(job.plugin_modules)), device)
         if result.status == "failed":
             print(f"rank {dist.get_rank()}: {result.error}", file=sys.stderr)
             return 1  # torchrun stops the other ranks, which would wait in a collective
@@ -109,15 +114,6 @@ def _rank_device(device: str) -> torch.device:
     if device.startswith("cuda"):
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(device)
-
-
-def _run_rank(trial: TrialSpec, device: torch.device) -> TrialResult:
-    entry = trial.workload
-    workload = get_workload(entry.name, entry.preset, entry.data_seed)
-    specs = technique_specs()
-    plugins = [specs[name].plugin(workload, trial.settings.get(name, {})) for name in trial.arm.techniques]
-    return run_trial(workload, trial.seed, plugins, device=device, target_val_loss=entry.target_val_loss,
-                     budget=entry.budget)
 
 
 def _combine_ranks(result: TrialResult) -> TrialResult:

@@ -4,7 +4,7 @@ The plan is the suite's trial matrix (optionally one shard of it). Trials alread
 store are skipped, so re-running the same command after a crash, a kill or Ctrl-C picks up
 where it stopped. Each trial is written atomically when it ends; a trial that raises is
 recorded as failed with its error and the suite goes on. With `nproc_per_node` > 1, trials whose
-arm includes the data-parallel technique run on that many ranks under torchrun (see parallel.py).
+arm has a data-parallel technique run on that many ranks under torchrun (see parallel.py).
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,18 +20,16 @@ from typing import Any
 
 import torch
 
-from step7bench.engine import Ledger, Plugin, TrialResult, resolve_device, run_trial
+from step7bench.engine import TrialResult, resolve_device
 from step7bench.harness.lock import FolderLock
 from step7bench.harness.matrix import TrialSpec, plan_trials, shard
 from step7bench.harness.parallel import (ParallelTrialError, check_nproc_per_node, run_data_parallel,
                                          runs_data_parallel)
 from step7bench.harness.progress import PlainProgress, LiveProgress
-from step7bench.harness.store import ResultsStore, TrialRecord, stop_reason
+from step7bench.harness.store import ResultsStore, TrialRecord
 from step7bench.harness.suite import Suite
+from step7bench.harness.trials import Workloads, failed_result, run_planned_trial
 from step7bench.measure.fingerprint import device_fingerprint, git_provenance
-from step7bench import techniques as technique_registry
-from step7bench.techniques import TechniqueSpec
-from step7bench.workloads import Workload, get_workload
 
 ProgressSink = PlainProgress | LiveProgress
 
@@ -52,37 +49,34 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def plan(suite: Suite, shard_spec: tuple[int, int] | None = None,
-         specs: Mapping[str, TechniqueSpec] | None = None, nproc_per_node: int = 1) -> list[TrialSpec]:
+def plan(suite: Suite, shard_spec: tuple[int, int] | None = None, nproc_per_node: int = 1) -> list[TrialSpec]:
     """The suite's trials, or one shard of them, data-parallel arms on `nproc_per_node` ranks."""
-    trials = plan_trials(suite, technique_registry.technique_specs() if specs is None else specs, nproc_per_node)
+    trials = plan_trials(suite, nproc_per_node)
     return shard(trials, *shard_spec) if shard_spec else trials
 
 
 def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, device: str = "auto",
               shard_spec: tuple[int, int] | None = None, command_line: Sequence[str] = (),
-              specs: Mapping[str, TechniqueSpec] | None = None, nproc_per_node: int = 1) -> RunOutcome:
+              nproc_per_node: int = 1) -> RunOutcome:
     """Run every trial of the plan that the store does not hold yet; data-parallel ones on
     `nproc_per_node` ranks."""
     check_nproc_per_node(nproc_per_node)
-    specs = technique_registry.technique_specs() if specs is None else specs
-    trials = plan(suite, shard_spec, specs, nproc_per_node)
+    trials = plan(suite, shard_spec, nproc_per_node)
     torch_device = resolve_device(device)
     with FolderLock(results_dir), ResultsStore(results_dir) as store:
         done = store.done_trial_ids()
         todo = [trial for trial in trials if trial.trial_id not in done]
         fingerprint = device_fingerprint(torch_device)
         run_id = store.add_run(_provenance(suite, fingerprint, command_line, shard_spec))
-        runner = _TrialRunner(torch_device, specs, progress, nproc_per_node)
+        runner = _TrialRunner(torch_device, Workloads(suite.registry), progress, nproc_per_node)
         progress.start(len(todo), len(trials) - len(todo))
         failed = 0
         try:
             for trial in todo:
                 started_at = utc_now()
                 result = runner.run(trial)
-                store.add_trial(TrialRecord(trial.trial_id, run_id, trial.arm.name, trial.arm.kind,
-                                            fingerprint["hardware_class"], trial.identity(), started_at,
-                                            utc_now(), stop_reason(result, trial.workload.budget)), result)
+                store.add_trial(TrialRecord.of(trial, run_id, fingerprint["hardware_class"], started_at, utc_now()),
+                                result)
                 failed += result.status == "failed"
         finally:
             progress.close()
@@ -106,52 +100,24 @@ def _provenance(suite: Suite, fingerprint: dict[str, Any], command_line: Sequenc
 
 
 class _TrialRunner:
-    """Builds each trial's workload (cached per suite entry) and plugins, and runs it, in this
-    process or, for a data-parallel trial, on `nproc_per_node` ranks (whose own plugins come
-    from the technique registry: the ones built here only check that the trial can start)."""
+    """Runs each trial in this process, or, for a data-parallel trial, on `nproc_per_node` ranks
+    (which build it from the same registry), and reports progress."""
 
-    def __init__(self, device: torch.device, specs: Mapping[str, TechniqueSpec], progress: ProgressSink,
+    def __init__(self, device: torch.device, workloads: Workloads, progress: ProgressSink,
                  nproc_per_node: int = 1) -> None:
-        self.device, self.specs, self.progress = device, specs, progress
+        self.device, self.workloads, self.progress = device, workloads, progress
         self.nproc_per_node = nproc_per_node
-        self._workloads: dict[tuple[str, str, int], Workload] = {}
-
-    def workload(self, trial: TrialSpec) -> Workload:
-        entry = trial.workload
-        key = (entry.name, entry.preset, entry.data_seed)
-        if key not in self._workloads:
-            self._workloads[key] = get_workload(entry.name, entry.preset, entry.data_seed)
-        return self._workloads[key]
 
     def run(self, trial: TrialSpec) -> TrialResult:
         self.progress.trial_started(trial)
-        try:
-            workload = self.workload(trial)
-            plugins = self.plugins(trial, workload)
-        except Exception as exc:  # a technique that cannot even be built fails its trial only
-            result = _failed(trial, self.device, exc)
-        else:
-            result = self._train(trial, workload, plugins)
-        self.progress.trial_finished(trial, result)
-        return result
-
-    def _train(self, trial: TrialSpec, workload: Workload, plugins: list[Plugin]) -> TrialResult:
         if runs_data_parallel(trial, self.nproc_per_node):
             try:
-                return run_data_parallel(trial, self.device, self.nproc_per_node)
+                result = run_data_parallel(trial, self.device, self.nproc_per_node,
+                                           self.workloads.registry.plugin_modules)
             except ParallelTrialError as exc:
-                return _failed(trial, self.device, exc)
-        return run_trial(workload, trial.seed, plugins, device=self.device,
-                         target_val_loss=trial.workload.target_val_loss, budget=trial.workload.budget,
-                         on_eval=lambda point: self.progress.evaluated(trial, point))
-
-    def plugins(self, trial: TrialSpec, workload: Workload) -> list[Plugin]:
-        return [self.specs[name].plugin(workload, trial.settings.get(name, {})) for name in trial.arm.techniques]
-
-
-def _failed(trial: TrialSpec, device: torch.device, exc: Exception) -> TrialResult:
-    return TrialResult(
-        status="failed", workload=trial.workload.name, preset=trial.workload.preset,
-        techniques=list(trial.arm.techniques), seed=trial.seed, device=str(device),
-        target_val_loss=trial.workload.target_val_loss, steps_to_target=None, best_val_loss=float("inf"),
-        curve=[], ledger=Ledger(), error="".join(traceback.format_exception(exc)).strip())
+                result = failed_result(trial, self.device, exc)
+        else:
+            result = run_planned_trial(trial, self.workloads, self.device,
+                                       on_eval=lambda point: self.progress.evaluated(trial, point))
+        self.progress.trial_finished(trial, result)
+        return result

@@ -10,6 +10,11 @@ the file (SQLite, "Write-Ahead Logging", sqlite.org/wal.html).
 
 Failed trials are recorded, and retried by the next run of the same command: a later
 success replaces the failed row.
+
+Each trial row carries what the analysis needs to know about it as data: its arm's kind, its
+techniques (a JSON list), the technique a random control stands for (`control_of`) and the
+baseline seed it is paired with (`pair_seed`), so no later layer consults a registry or decodes
+a name or a seed.
 """
 
 from __future__ import annotations
@@ -24,18 +29,13 @@ from typing import Any
 
 import pandas as pd
 
-from step7bench.engine import Ledger, TrialResult
+from step7bench.engine import STOP_REASONS, Ledger, TrialResult
 from step7bench.errors import UserError
-from step7bench.workloads import Budget
+from step7bench.harness.matrix import TrialSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: techniques as a JSON list, pair_seed, control_of
 DATABASE_NAME = "results.sqlite"
 STATUSES = ("reached", "missed", "diverged", "failed")
-STOP_REASONS = ("target", "diverged", "max_steps", "max_seconds")
-"""Why a trial stopped: it reached its target, diverged, or ran out of its step budget or its
-wall-clock budget (`max_seconds`). Only the last makes its counts (steps, FLOPs) depend on the
-machine's speed; a failed trial has none."""
-TIME_BOUND = "max_seconds"
 
 _SQL_TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT"}
 
@@ -54,7 +54,7 @@ RUN_COLUMNS = {
 TRIAL_COLUMNS = {
     "trial_id": "TEXT PRIMARY KEY", "run_id": "TEXT NOT NULL", "workload": "TEXT NOT NULL",
     "preset": "TEXT NOT NULL", "arm": "TEXT NOT NULL", "arm_kind": "TEXT NOT NULL", "techniques": "TEXT NOT NULL",
-    "seed": "INTEGER NOT NULL", "status": f"TEXT NOT NULL CHECK (status IN {STATUSES!r})",
+    "control_of": "TEXT", "seed": "INTEGER NOT NULL", "pair_seed": "INTEGER NOT NULL", "status": f"TEXT NOT NULL CHECK (status IN {STATUSES!r})",
     "steps_to_target": "INTEGER", "target_val_loss": "REAL", "best_val_loss": "REAL", "error": "TEXT",
     "device": "TEXT", "hardware_class": "TEXT", "technique_stats": "TEXT", "config": "TEXT",
     "started_at": "TEXT", "finished_at": "TEXT",
@@ -84,20 +84,13 @@ class TrialRecord:
     config: dict[str, Any]
     started_at: str
     finished_at: str
-    stop_reason: str | None = None  # one of STOP_REASONS; None for a failed trial
+    pair_seed: int
+    control_of: str | None = None
 
-
-def stop_reason(result: TrialResult, budget: Budget) -> str | None:
-    """Why the trial stopped. The engine stops a trial that has not reached its target when it has
-    taken `budget.max_steps` optimizer steps or spent `budget.max_seconds`; a missed trial short of
-    its steps therefore ran out of seconds."""
-    if result.status == "failed":
-        return None
-    if result.status == "reached":
-        return "target"
-    if result.status == "diverged":
-        return "diverged"
-    return "max_steps" if result.ledger.steps >= budget.max_steps else TIME_BOUND
+    @classmethod
+    def of(cls, trial: TrialSpec, run_id: str, hardware_class: str, started_at: str, finished_at: str) -> TrialRecord:
+        return cls(trial.trial_id, run_id, trial.arm.name, trial.arm.kind, hardware_class, trial.identity(),
+                   started_at, finished_at, trial.paired_with, trial.arm.control_of)
 
 
 class ResultsStore:
@@ -137,6 +130,9 @@ class ResultsStore:
             if row is not None and int(row[0]) > SCHEMA_VERSION:
                 raise UserError(f"{self.path} has schema version {row[0]}, newer than this step7bench's "
                                 f"{SCHEMA_VERSION}: upgrade step7bench")
+            if row is not None and int(row[0]) < SCHEMA_VERSION:
+                raise UserError(f"{self.path} has schema version {row[0]}, written by an older step7bench whose "
+                                "trials this one cannot pair: run the suite into a new results folder")
             for table, columns in _tables().items():
                 body = ", ".join(f"{name} {kind}" for name, kind in columns.items())
                 self._db.execute(f"CREATE TABLE IF NOT EXISTS {table} ({body}{_TABLE_SUFFIX.get(table, '')})")
@@ -178,13 +174,14 @@ class ResultsStore:
         trial = {
             "trial_id": record.trial_id, "run_id": record.run_id, "workload": result.workload,
             "preset": result.preset, "arm": record.arm, "arm_kind": record.arm_kind,
-            "techniques": "+".join(result.techniques), "seed": result.seed, "status": result.status,
+            "techniques": json.dumps(list(result.techniques)), "control_of": record.control_of,
+            "seed": result.seed, "pair_seed": record.pair_seed, "status": result.status,
             "steps_to_target": result.steps_to_target, "target_val_loss": result.target_val_loss,
             "best_val_loss": result.best_val_loss, "error": result.error, "device": result.device,
             "hardware_class": record.hardware_class,
             "technique_stats": json.dumps(result.technique_stats, sort_keys=True, default=_json_default),
             "config": json.dumps(record.config, sort_keys=True), "started_at": record.started_at,
-            "finished_at": record.finished_at, "stop_reason": record.stop_reason, **_ledger_row(result.ledger.snapshot()),
+            "finished_at": record.finished_at, "stop_reason": result.stop_reason, **_ledger_row(result.ledger.snapshot()),
         }
         curve = [{"trial_id": record.trial_id, "step": point.step, "val_loss": point.val_loss,
                   "train_loss": point.train_loss, **_ledger_row(point.ledger)} for point in result.curve]
@@ -209,10 +206,12 @@ class ResultsStore:
         """One row per finished trial (see the module docstring for the columns).
 
         `steps_to_target` is NaN where the target was not reached, a float column even when
-        no trial reached it; `best_val_loss` is inf for a trial with no finite validation loss.
+        no trial reached it; `best_val_loss` is inf for a trial with no finite validation loss;
+        `techniques` holds tuples of technique names.
         """
         frame = pd.read_sql_query("SELECT * FROM trials ORDER BY rowid", self._db)
         frame["steps_to_target"] = pd.to_numeric(frame["steps_to_target"]).astype(float)
+        frame["techniques"] = frame["techniques"].map(lambda text: tuple(json.loads(text)))
         return frame
 
     def curves_frame(self) -> pd.DataFrame:

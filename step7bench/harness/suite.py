@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from step7bench.engine import StageConflict, check_compatible
-from step7bench.errors import UserError
+from step7bench.errors import UserError, did_you_mean
 from step7bench.harness.checking import Document, KeyPath
-from step7bench import techniques as technique_registry
-from step7bench.techniques import TechniqueSpec
-from step7bench.workloads import Budget, get_workload
+from step7bench.harness.registry import Registry, load_registry
+from step7bench.workloads import Budget
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 """The shipped suites; `--suite NAME` means `SUITES_DIR/NAME.toml`."""
@@ -32,7 +31,8 @@ ARM_GROUPS = ("baseline", "aa", "alone", "control", "seed_stack", "all_stack", "
 _NEEDS_SEED_STACK = ("seed_stack", "leave_one_out", "pairs", "cumulative")
 
 AA_SEED_OFFSET = 10_000
-"""The A/A arm runs the baseline on seeds AA_SEED_OFFSET + i, paired with baseline seed i."""
+"""The A/A arm runs the baseline on seeds AA_SEED_OFFSET + i, paired with baseline seed i (the
+pairing is stored with each trial; nothing decodes it from the seed)."""
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class Suite:
     name: str
     path: Path
     description: str
+    registry: Registry  # the techniques and workloads this suite may use, plugins included
     seeds: int
     techniques: tuple[str, ...]  # the canonical order: every stack is named in this order
     seed_stack: tuple[str, ...]
@@ -96,24 +97,30 @@ def shipped_suites() -> list[str]:
     return sorted(path.stem for path in SUITES_DIR.glob("*.toml"))
 
 
-def load_suite(name_or_path: str, *, specs: Mapping[str, TechniqueSpec] | None = None,
+def load_suite(name_or_path: str, *, plugins: Sequence[str] = (), registry: Registry | None = None,
                require_targets: bool = True) -> Suite:
-    """Read and validate a suite. `specs` defaults to the technique registry.
+    """Read and validate a suite, resolving its registry: the built-ins, installed entry points,
+    the suite's own `plugins` and the extra `plugins` given (`--plugin`). A `registry` given
+    instead is used as it is (tests pass stand-ins this way).
 
     `require_targets=False` accepts workloads without a usable target (what `calibrate` needs).
     """
     path = suite_path(name_or_path)
-    specs = technique_registry.technique_specs() if specs is None else specs
-    return _SuiteReader(Document(path), specs).read(require_targets)
+    doc = Document(path)
+    if registry is None:
+        suite_plugins = doc.get(doc.values, (), "plugins", "str_list", [])
+        registry = load_registry([*suite_plugins, *plugins], relative_to=path.parent)
+    return _SuiteReader(doc, registry).read(require_targets)
 
 
 class _SuiteReader:
-    TOP_KEYS = ("name", "description", "seeds", "targets", "matrix", "workload", "technique", "calibration")
+    TOP_KEYS = ("name", "description", "seeds", "targets", "plugins", "matrix", "workload", "technique",
+                "calibration")
     MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms")
     WORKLOAD_KEYS = ("name", "preset", "max_steps", "max_seconds", "target_val_loss", "data_seed")
 
-    def __init__(self, doc: Document, specs: Mapping[str, TechniqueSpec]) -> None:
-        self.doc, self.specs = doc, specs
+    def __init__(self, doc: Document, registry: Registry) -> None:
+        self.doc, self.registry, self.specs = doc, registry, registry.techniques
 
     def read(self, require_targets: bool) -> Suite:
         doc, top = self.doc, self.doc.values
@@ -133,7 +140,7 @@ class _SuiteReader:
         if not 0 <= margin < 1:
             raise doc.fail(("calibration", "margin"), f"calibration.margin must be in [0, 1), got {margin}")
         return Suite(
-            name=name, path=doc.path, description=doc.get(top, (), "description", "str", ""),
+            name=name, path=doc.path, description=doc.get(top, (), "description", "str", ""), registry=self.registry,
             seeds=doc.get(top, (), "seeds", "positive_int"), techniques=techniques, seed_stack=seed_stack,
             all_stack=all_stack, arm_groups=arms, workloads=workloads, settings=settings,
             targets_path=targets_path,
@@ -164,7 +171,8 @@ class _SuiteReader:
             if name not in known:
                 where = "matrix.techniques" if key != "techniques" else "the technique registry"
                 choices = ", ".join(sorted(known)) or "none registered yet"
-                raise doc.fail(path, f"unknown technique {name!r} in matrix.{key} (not in {where}: {choices})")
+                raise doc.fail(path, f"unknown technique {name!r} in matrix.{key}{did_you_mean(name, known)} "
+                                     f"(not in {where}: {choices})")
             if key == "techniques" and self.specs[name].is_control:
                 raise doc.fail(path, f"{name!r} is a random control: it gets its own arm through the "
                                      "'control' arm group, not a place in matrix.techniques")
@@ -183,7 +191,8 @@ class _SuiteReader:
         doc, path = self.doc, ("matrix", "arms")
         for arm in arms:
             if arm not in ARM_GROUPS:
-                raise doc.fail(path, f"unknown arm group {arm!r} (choose from {', '.join(ARM_GROUPS)})")
+                raise doc.fail(path, f"unknown arm group {arm!r}{did_you_mean(arm, ARM_GROUPS)} "
+                                     f"(choose from {', '.join(ARM_GROUPS)})")
             if arm in _NEEDS_SEED_STACK and not stacks["seed_stack"]:
                 raise doc.fail(path, f"arm group {arm!r} needs matrix.seed_stack")
             if arm == "all_stack" and not stacks["all_stack"]:
@@ -203,7 +212,7 @@ class _SuiteReader:
         for name, values in table.items():
             path = ("technique", name)
             if name not in self.specs:
-                raise doc.fail(path, f"settings for unknown technique {name!r} "
+                raise doc.fail(path, f"settings for unknown technique {name!r}{did_you_mean(name, self.specs)} "
                                      f"(registered: {', '.join(sorted(self.specs)) or 'none yet'})")
             doc.get(table, ("technique",), name, "table")
             doc.check_keys(values, path, self.specs[name].defaults)
@@ -255,7 +264,7 @@ class _SuiteReader:
         doc.check_keys(entry, here, self.WORKLOAD_KEYS, required=("name", "preset"))
         name, preset = doc.get(entry, here, "name", "str"), doc.get(entry, here, "preset", "str")
         try:
-            workload = get_workload(name, preset)
+            workload = self.registry.workload(name, preset)
         except UserError as exc:
             raise doc.fail((*here, "preset" if "preset" in str(exc) else "name"), str(exc)) from None
         default = workload.preset

@@ -115,7 +115,7 @@ def _speedup_axis(axes: Axes) -> None:
 
 def _forest(analysis: Analysis, workloads: list[str]) -> Figure | None:
     by_key = {(e.workload, e.arm, e.metric, e.accounting): e for e in analysis.estimates}
-    claimed = {(c.workload, "+".join(c.techniques)): c.claimed for c in analysis.claims if c.kind != "target"}
+    claimed = {(c.workload, frozenset(c.techniques)): c.claimed for c in analysis.claims if c.kind != "target"}
     arms = _ordered_arms(analysis.estimates)
     if not arms:
         return None
@@ -129,8 +129,7 @@ def _forest(analysis: Analysis, workloads: list[str]) -> Figure | None:
                 found = by_key.get((workload, arm, name, accounting))
                 if found is not None:
                     _forest_row(ax, y, found)
-                techniques = found.techniques if found else arm
-                mark = claimed.get((workload, techniques)) or _claimed_any_order(claimed, workload, techniques)
+                mark = claimed.get((workload, frozenset(found.techniques))) if found else None
                 if mark is not None:
                     ax.plot(mark, y, marker="x", color="#c0392b", markersize=8, zorder=3)
             ax.set_yticks(range(len(arms)), [_label(a) for a in arms] if column == 0 else [""] * len(arms), fontsize=7)
@@ -138,11 +137,6 @@ def _forest(analysis: Analysis, workloads: list[str]) -> Figure | None:
             _speedup_axis(ax)
             ax.set_title(f"{workload}: {metric.label} ({accounting.replace('_', '-')})", fontsize=9)
     return figure
-
-
-def _claimed_any_order(claimed: dict[tuple[str, str], float], workload: str, techniques: str) -> float | None:
-    wanted = set(techniques.split("+"))
-    return next((value for (w, t), value in claimed.items() if w == workload and set(t.split("+")) == wanted), None)
 
 
 def _ordered_arms(estimates: Sequence[SpeedupEstimate]) -> list[str]:

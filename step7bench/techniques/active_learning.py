@@ -282,7 +282,7 @@ def _build_random(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     return Plugin("active_learning_random", select=ScheduledSelection(config, _RandomPick()))
 
 
-SPECS = (
+TECHNIQUES = (
     TechniqueSpec(
         name="active_learning",
         summary="random seed set, then rounds adding the examples the model is least sure of, up to a budget",

@@ -49,13 +49,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from step7bench.engine.context import TrialContext
-from step7bench.engine.loop import build_optimizer
-from step7bench.engine.stages import OrderStage, Plugin, warmup_cosine_factor
+from step7bench.engine.loop import run_trial
+from step7bench.engine.stages import OrderStage, Plugin
 from step7bench.seeding import derive_seed, torch_generator
 from step7bench.techniques._common import check_positive_int, user_device
 from step7bench.techniques.pool_scoring import iter_batches, score_dataset
 from step7bench.techniques.registry import TechniqueSpec
-from step7bench.workloads.base import IGNORE_INDEX, Workload, per_example_loss
+from step7bench.workloads.base import IGNORE_INDEX, Budget, Workload, per_example_loss
 
 STRATEGIES = ("linear", "root", "exponential")
 METRICS = ("perplexity", "loss", "length", "rarity")
@@ -381,46 +381,28 @@ class _ReferenceModelDifficulty(_Difficulty):
 
     def _score(self, ctx: TrialContext, ids: torch.Tensor) -> torch.Tensor:
         batch = ctx.train.gather(ids).to(ctx.device)
-        return per_example_loss(ctx.score(batch, model=self.reference).float(), batch.targets).cpu()
+        return ctx.workload.per_example_loss(ctx.score(batch, model=self.reference).float(), batch.targets).cpu()
 
     def _train_reference(self, ctx: TrialContext) -> nn.Module:
-        """A fresh model of the trial's architecture, trained on random batches of the training
-        set for `reference_fraction` of the step budget; forward and backward FLOPs charged as
-        overhead (the trial model's counts: same architecture)."""
+        """A fresh model of the trial's architecture, trained through the engine on the training
+        set for `reference_fraction` of the step budget with the baseline's recipe (warm-up a
+        tenth of it, cosine decayed at its end), without validation checks. Its whole ledger is
+        charged to this trial as overhead: its passes here, its seconds by the caller's
+        `ctx.overhead()` window."""
         steps = max(1, round(self.reference_fraction * ctx.budget.max_steps))
-        reference = _seeded_replica(ctx)
-        optimizer = build_optimizer(reference, ctx.workload)
-        warmup = max(1, steps // 10)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine_factor(s, warmup, steps))
-        generator = ctx.torch_generator("curriculum/reference-data")
-        batch_size = ctx.hparams.batch_size
-        for _ in range(steps):
-            batch = ctx.train.gather(torch.randint(len(ctx.train), (batch_size,), generator=generator)).to(ctx.device)
-            flops = ctx.flops.per_example(batch.inputs, batch.targets)
-            ctx.ledger.charge_overhead(len(batch), (flops.forward + flops.backward) * len(batch))
-            ctx.workload.loss(reference(batch.inputs), batch.targets).backward()
-            if ctx.hparams.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(reference.parameters(), ctx.hparams.grad_clip_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            schedule.step()
-        self.reference_steps = steps
-        return reference
+        hparams = dataclasses.replace(ctx.hparams, warmup_steps=max(1, steps // 10), eval_every=0)
+        result = run_trial(ctx.workload, derive_seed(ctx.seed, "curriculum/reference"), device=ctx.device,
+                           target_val_loss=-math.inf, budget=Budget(steps, math.inf), hparams=hparams,
+                           train=ctx.train, keep_model=True)
+        if result.model is None:
+            raise RuntimeError(f"curriculum's reference model did not train: {result.error}")
+        ctx.ledger.charge_overhead(result.ledger.examples_forward, result.ledger.flops_total)
+        self.reference_steps = result.ledger.steps
+        return result.model
 
     def stats(self) -> dict[str, Any]:
         return {"difficulty_metric": self.metric, "reference_steps": self.reference_steps,
                 "examples_scored": self.examples_scored}
-
-
-def _seeded_replica(ctx: TrialContext) -> nn.Module:
-    """A freshly initialised model of the workload, seeded from (seed, purpose), leaving torch's
-    global random stream where it was."""
-    devices = [ctx.device] if ctx.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(derive_seed(ctx.seed, "curriculum/reference-init"))
-        model = ctx.workload.build_model().to(ctx.device)
-    model.train()
-    return model
 
 
 class PacedOrder(OrderStage):
@@ -515,7 +497,7 @@ def _build_random(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     return Plugin("curriculum_random", order=PacedOrder(pacing, _WholeSetDifficulty(None), clock))
 
 
-SPECS = (
+TECHNIQUES = (
     TechniqueSpec(
         name="curriculum",
         summary="paced easiest-first order over the examples in play, difficulty from a charged scoring pass",

@@ -378,7 +378,7 @@ def _build(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     return Plugin("augmentation", transform=stage)
 
 
-SPECS = (
+TECHNIQUES = (
     TechniqueSpec(
         name="augmentation",
         summary="synonym replacement and random deletion (EDA, Wei & Zou 2019); augmented views replace "

@@ -289,7 +289,7 @@ def _build_control(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     return Plugin("difficulty_prediction_random", gate=RandomSkipGate(*_rule_settings(config)))
 
 
-SPECS = (
+TECHNIQUES = (
     TechniqueSpec(
         name="difficulty_prediction",
         summary="skip the examples whose loss, predicted before the forward pass from stale losses, is lowest "

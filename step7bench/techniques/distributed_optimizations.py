@@ -14,12 +14,13 @@ unbalances the shards; `shard_imbalance` reports max/mean of the per-rank state 
 
 Engine plug-ins, and why two:
 
-- `distributed` fills the *transform* stage (this rank's slice of the global batch) and, in its
-  setup, wraps `ctx.model` in DDP and `ctx.optimizer` in ZeRO. Stages set up after it (step,
-  schedule) see the wrapped ones; list it first among transforms so later transforms work on the
-  slice only. Filling no exclusive stage, it stacks with every technique, gradient caching
-  included (which sums its signature across ranks so all ranks agree on hits). Without an
-  initialised process group of more than one rank it leaves everything as it is.
+- `distributed` fills the *prepare* stage (wraps `ctx.model` in DDP and `ctx.optimizer` in ZeRO,
+  once, before any stage is set up, so every stage sees the wrapped ones) and the *transform*
+  stage (this rank's slice of the global batch, before any other transform). It stacks with
+  every technique, gradient caching included (which sums its signature across ranks so all
+  ranks agree on hits). Its spec is marked `data_parallel`: the harness runs its arms on several
+  ranks under torchrun when asked to. Without an initialised process group of more than one rank
+  it leaves everything as it is.
 - `gradient_accumulation` fills the *step* stage: k micro-batches, `no_sync` on all but the
   last, one optimizer step. It is a step strategy like gradient caching, so the two conflict by
   the engine's rule and the all-techniques stack leaves accumulation out: it changes memory,
@@ -41,7 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from step7bench.engine.context import TrialContext
 from step7bench.engine.ledger import Ledger
-from step7bench.engine.stages import Plugin, StepStage, TransformStage
+from step7bench.engine.stages import Plugin, PrepareStage, StepStage, TransformStage
 from step7bench.techniques._common import check_positive_int, flat_criterion
 from step7bench.techniques.registry import TechniqueSpec
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
@@ -296,26 +297,19 @@ def gather_rank_ledgers(ledger: Ledger) -> Ledger:
 # -- engine plug-ins -----------------------------------------------------------------------------------
 
 
-class DataParallelShard(TransformStage):
-    """Train this rank's slice of each global batch, through DDP (and ZeRO with `use_zero`).
-
-    Setup wraps `ctx.model` and rebuilds `ctx.optimizer` over the same parameter groups; stages set
-    up later (step, schedule) use the wrapped ones. With no process group, or one of one rank, it
-    changes nothing: a plain single-process trial. It runs before any other transform of the
-    stack (`runs_first`), so augmentation and the like work on this rank's slice only.
-    """
-
-    runs_first = True
+class DataParallelWrap(PrepareStage):
+    """Wrap the trial's model in DDP and rebuild its optimizer over the same parameter groups,
+    ZeRO-sharded with `use_zero`, over the initialised process group. With no process group, or
+    one of one rank, it changes nothing: a plain single-process trial."""
 
     def __init__(self, use_zero: bool) -> None:
         self._use_zero = use_zero
-        self._rank, self._world_size = 0, 1
+        self._world_size = 1
 
-    def setup(self, ctx: TrialContext) -> None:
+    def prepare(self, ctx: TrialContext) -> None:
         self._world_size = _process_group_size()
         if self._world_size == 1:
             return
-        self._rank = dist.get_rank()
         ctx.ledger.world_size = self._world_size
         ctx.model = DistributedDataParallel(ctx.model)
         # Each group carries all its settings (lr, betas, weight decay), so `lr` is the only
@@ -324,13 +318,24 @@ class DataParallelShard(TransformStage):
         ctx.optimizer = build_sharded_optimizer(groups, type(ctx.optimizer), self._use_zero,
                                                 lr=ctx.optimizer.defaults["lr"])
 
+    def stats(self) -> dict[str, Any]:
+        return {"world_size": self._world_size, "use_zero": self._use_zero and self._world_size > 1}
+
+
+class RankShard(TransformStage):
+    """Train this rank's slice of each global batch. It runs before any other transform of the
+    stack (`runs_first`), so augmentation and the like work on this rank's slice only."""
+
+    runs_first = True
+
+    def setup(self, ctx: TrialContext) -> None:
+        self._world_size = _process_group_size()
+        self._rank = dist.get_rank() if self._world_size > 1 else 0
+
     def transform(self, ctx: TrialContext, batch: Batch) -> Batch:
         if self._world_size == 1:
             return batch
         return batch.subset(torch.arange(len(batch))[rank_slice(len(batch), self._rank, self._world_size)])
-
-    def stats(self) -> dict[str, Any]:
-        return {"world_size": self._world_size, "use_zero": self._use_zero and self._world_size > 1}
 
 
 class AccumulatedStep(StepStage):
@@ -357,7 +362,7 @@ def _chunk(batch: Batch, chunk: slice) -> Batch:
 
 
 def _build_distributed(workload: Workload, config: Mapping[str, Any]) -> Plugin:
-    return Plugin("distributed", transform=DataParallelShard(bool(config["use_zero"])))
+    return Plugin("distributed", prepare=DataParallelWrap(bool(config["use_zero"])), transform=RankShard())
 
 
 def _build_accumulation(workload: Workload, config: Mapping[str, Any]) -> Plugin:
@@ -371,9 +376,10 @@ def _build_accumulation(workload: Workload, config: Mapping[str, Any]) -> Plugin
 SPEC = TechniqueSpec(
     name="distributed",
     summary="data parallel over the initialised process group (DDP), ZeRO-1 optimizer-state sharding",
-    stages=("transform",),
+    stages=("prepare", "transform"),
     build=_build_distributed,
     defaults={"use_zero": True},  # the seed's default
+    data_parallel=True,
 )
 
 ACCUMULATION_SPEC = TechniqueSpec(
@@ -384,7 +390,7 @@ ACCUMULATION_SPEC = TechniqueSpec(
     defaults={"gradient_accumulation_steps": 2},  # halves activation memory, same gradient
 )
 
-SPECS = (SPEC, ACCUMULATION_SPEC)
+TECHNIQUES = (SPEC, ACCUMULATION_SPEC)
 
-__all__ = ["DistributedTrainer", "SPECS", "combine_rank_ledgers", "gather_rank_ledgers", "micro_batch_weights",
+__all__ = ["DistributedTrainer", "TECHNIQUES", "combine_rank_ledgers", "gather_rank_ledgers", "micro_batch_weights",
            "rank_slice", "shard_imbalance", "state_bytes"]

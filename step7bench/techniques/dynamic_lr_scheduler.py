@@ -312,4 +312,4 @@ SPEC = TechniqueSpec(
 )
 
 # Changes no data, so no random control.
-SPECS = (SPEC,)
+TECHNIQUES = (SPEC,)

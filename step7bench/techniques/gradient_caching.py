@@ -492,4 +492,4 @@ RANDOM_SPEC = TechniqueSpec(
     is_control=True,
 )
 
-SPECS = (SPEC, RANDOM_SPEC)
+TECHNIQUES = (SPEC, RANDOM_SPEC)

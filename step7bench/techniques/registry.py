@@ -1,10 +1,11 @@
-"""The techniques the harness can put in an arm, by name.
+"""How the harness knows a technique: its `TechniqueSpec`.
 
-Each technique module declares one `TechniqueSpec` (and one for its random control, where the
-technique shrinks, reorders or skips data). The harness builds a fresh `Plugin` per trial
-from a spec and the arm's configuration, and checks stage conflicts from `stages` at suite
-load, before anything trains. A new technique is a new module with a spec, registered in
-`techniques/__init__.py`; nothing else changes.
+A technique module declares one spec (and one for its random control, where the technique
+shrinks, reorders or skips data) in a module-level `TECHNIQUES` tuple. The harness builds a
+fresh `Plugin` per trial from a spec and the arm's configuration, and checks stage conflicts
+from `stages` at suite load, before anything trains. The built-in eight are listed in
+`techniques/__init__.py`; a technique of one's own registers as a plugin (README, "Write your
+own technique"): nothing in step7bench changes.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ class TechniqueSpec:
     the key for an unknown or out-of-range configuration value. `defaults` documents every
     configuration key and its default. `control` names the spec of the random control at the
     same rate (None where the technique changes no data); `is_control` marks a control's own
-    spec. `tasks` are the workload kinds the technique applies to.
+    spec. `tasks` are the workload kinds the technique applies to. `data_parallel` marks a
+    technique whose trials the harness runs on several ranks under torchrun when asked to
+    (`run --nproc-per-node N`); its plugin then finds an initialised process group.
     """
 
     name: str
@@ -38,6 +41,7 @@ class TechniqueSpec:
     control: str | None = None
     is_control: bool = False
     tasks: frozenset[TaskKind] = frozenset({"classification", "sequence"})
+    data_parallel: bool = False
 
     def plugin(self, workload: Workload, config: Mapping[str, Any] | None = None) -> Plugin:
         config = dict(config or {})

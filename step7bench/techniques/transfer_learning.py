@@ -195,25 +195,14 @@ class Pretrained:
         return cls(entry["state_dict"], Ledger(**entry["ledger"]), entry["source_val_loss"])
 
 
-class _KeepModel(InitStage):
-    """Init stage of the pretraining trial: keeps the fresh initialisation and a handle on the
-    model, whose weights are the pretrained ones once the trial returns."""
-
-    model: nn.Module | None = None
-
-    def init(self, ctx: TrialContext) -> None:
-        self.model = ctx.model
-
-
 def pretrain(workload: Workload, seed: int, device: torch.device, pretrain_steps: int) -> Pretrained:
     """Train a fresh model on `workload`'s source data for exactly `pretrain_steps` steps."""
-    keeper = _KeepModel()
-    result = run_trial(workload, derive_seed(seed, "transfer-pretraining"), [Plugin("pretraining", init=keeper)],
-                       device=device, target_val_loss=-math.inf, budget=Budget(pretrain_steps, math.inf),
-                       train=workload.source_train, val=workload.source_val)
-    if result.status != "missed" or keeper.model is None:  # 'missed' is the only normal end here
+    result = run_trial(workload, derive_seed(seed, "transfer-pretraining"), device=device, target_val_loss=-math.inf,
+                       budget=Budget(pretrain_steps, math.inf), train=workload.source_train, val=workload.source_val,
+                       keep_model=True)
+    if result.status != "missed" or result.model is None:  # 'missed' is the only normal end here
         raise RuntimeError(f"pretraining on the source data ended {result.status!r}: {result.error}")
-    weights = {name: tensor.detach().cpu() for name, tensor in keeper.model.state_dict().items()}
+    weights = {name: tensor.detach().cpu() for name, tensor in result.model.state_dict().items()}
     return Pretrained(weights, result.ledger, result.curve[-1].val_loss)
 
 
@@ -283,4 +272,4 @@ SPEC = TechniqueSpec(
 )
 
 # Changes no data, so no random control: the baseline from scratch is the comparison.
-SPECS = (SPEC,)
+TECHNIQUES = (SPEC,)

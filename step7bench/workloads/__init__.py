@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from step7bench.errors import UserError
+from step7bench.errors import unknown_name
 from step7bench.workloads.base import (IGNORE_INDEX, PRESET_NAMES, Batch, Budget, ExampleDataset,
                                        Hyperparameters, Preset, Workload)
 
-def _registry() -> dict[str, type[Workload]]:
+
+def builtin_workloads() -> dict[str, type[Workload]]:
+    """The workloads step7bench ships, by name (the harness's registry adds plugins' own)."""
     # Imported here so that importing the package does not build any corpus.
     from step7bench.workloads.code_lm import CodeLM
     from step7bench.workloads.digits import Digits
@@ -16,16 +18,16 @@ def _registry() -> dict[str, type[Workload]]:
 
 
 def workload_names() -> list[str]:
-    return sorted(_registry())
+    return sorted(builtin_workloads())
 
 
 def get_workload(name: str, preset: str = "small", data_seed: int = 0) -> Workload:
-    """The workload `name` at `preset`; a UserError names the choices if either is unknown."""
-    registry = _registry()
+    """The built-in workload `name` at `preset`; a UserError names the choices if either is unknown."""
+    registry = builtin_workloads()
     if name not in registry:
-        raise UserError(f"unknown workload {name!r} (choose from {', '.join(sorted(registry))})")
+        raise unknown_name("workload", name, registry)
     return registry[name](preset=preset, data_seed=data_seed)
 
 
 __all__ = ["IGNORE_INDEX", "PRESET_NAMES", "Batch", "Budget", "ExampleDataset", "Hyperparameters",
-           "Preset", "Workload", "get_workload", "workload_names"]
+           "Preset", "Workload", "builtin_workloads", "get_workload", "workload_names"]

@@ -127,15 +127,30 @@ class ExampleDataset(torch.utils.data.Dataset):
         return (self.targets != IGNORE_INDEX).sum(dim=1)
 
 
+def cross_entropy_terms(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The loss of a batch as per-example terms: the summed cross-entropy (nats) over each
+    example's predicted positions, and how many positions that is (1 for classification; the
+    non-padding tokens of a sequence). Both shape (B,). Every loss of a workload (training,
+    evaluation, per-example scoring) is made from these, so the three cannot disagree."""
+    if logits.dim() == 2:
+        losses = F.cross_entropy(logits, targets, reduction="none")
+        return losses, torch.ones_like(losses)
+    token_loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none",
+                                 ignore_index=IGNORE_INDEX).view(targets.shape)
+    return token_loss.sum(dim=1), (targets != IGNORE_INDEX).sum(dim=1).to(token_loss.dtype)
+
+
 def per_example_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Cross-entropy per example, shape (B,): the mean over an example's non-padding tokens
     for sequences (length-normalised), the plain loss for classification."""
-    if logits.dim() == 2:
-        return F.cross_entropy(logits, targets, reduction="none")
-    token_loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none",
-                                 ignore_index=IGNORE_INDEX).view(targets.shape)
-    counts = (targets != IGNORE_INDEX).sum(dim=1).clamp(min=1)
-    return token_loss.sum(dim=1) / counts
+    sums, counts = cross_entropy_terms(logits, targets)
+    return sums / counts.clamp(min=1)
+
+
+def mean_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The training loss: cross-entropy averaged over every predicted token of the batch."""
+    sums, counts = cross_entropy_terms(logits, targets)
+    return sums.sum() / counts.sum().clamp(min=1)
 
 
 def _trim_padding(batch: Batch) -> Batch:
@@ -149,17 +164,13 @@ def _trim_padding(batch: Batch) -> Batch:
     return Batch(batch.ids, batch.inputs[:, :length], batch.targets[:, :length])
 
 
-def mean_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """The training loss: cross-entropy averaged over every predicted token of the batch."""
-    return F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX)
-
-
 class Workload(ABC):
     """Data + model + loss + evaluation + target + budget, at one size preset.
 
     Subclasses set `name`, `task`, `presets` and implement `_build_data` and `build_model`.
-    The validation metric is the token-weighted mean cross-entropy on `val` (nats/token);
-    lower is better and the target is reached when `evaluate(...) <= target_val_loss`.
+    The validation metric is the loss of `loss_terms` on `val`, per predicted position
+    (cross-entropy in nats/token by default); lower is better and the target is reached when
+    `evaluate(...) <= target_val_loss`.
     """
 
     name: ClassVar[str]
@@ -210,31 +221,41 @@ class Workload(ABC):
         """Classes (classification) or vocabulary size (sequence): the logits' last dimension."""
         raise NotImplementedError
 
+    def loss_terms(self, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per example, the summed loss over its predicted positions and their count, both (B,).
+        The one definition of the workload's loss: override it (and only it) for another loss;
+        `loss`, `per_example_loss` and `evaluate` derive from it. Default: cross-entropy."""
+        return cross_entropy_terms(logits, targets)
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return mean_loss(logits, targets)
+        """The training loss of a batch: its summed loss over its predicted positions, per position."""
+        sums, counts = self.loss_terms(logits, targets)
+        return sums.sum() / counts.sum().clamp(min=1)
 
     def per_example_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return per_example_loss(logits, targets)
+        """Each example's loss per predicted position, (B,): what scoring techniques rank by."""
+        sums, counts = self.loss_terms(logits, targets)
+        return sums / counts.clamp(min=1)
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, device: torch.device | str,
                  dataset: ExampleDataset | None = None, batch_size: int = 256) -> float:
-        """Token-weighted mean cross-entropy (nats) of `model` on `dataset` (default: val)."""
+        """The loss of `model` on `dataset` (default: val), weighted by predicted position (nats
+        per token for the language models), from `loss_terms` as training's."""
         dataset = self.val if dataset is None else dataset
         was_training = model.training
         model.eval()
         total_loss = torch.zeros((), dtype=torch.float64, device=device)
-        total_tokens = 0
+        total_count = torch.zeros((), dtype=torch.float64, device=device)
         # Shortest examples first, so each batch can drop most of its padding columns.
         by_length = dataset.token_counts().argsort(stable=True)
         for start in range(0, len(dataset), batch_size):
             batch = _trim_padding(dataset.gather(by_length[start:start + batch_size])).to(device)
-            logits = model(batch.inputs)
-            total_loss += F.cross_entropy(logits.flatten(0, -2).float(), batch.targets.flatten(),
-                                          ignore_index=IGNORE_INDEX, reduction="sum").double()
-            total_tokens += batch.tokens
+            sums, counts = self.loss_terms(model(batch.inputs).float(), batch.targets)
+            total_loss += sums.double().sum()
+            total_count += counts.double().sum()
         model.train(was_training)
-        return float(total_loss) / max(total_tokens, 1)
+        return float(total_loss / total_count.clamp(min=1))
 
     # -- what defines "the same quality" ----------------------------------------------------
     @property

@@ -38,15 +38,27 @@ class PlantedArm:
     """One arm of the synthetic table: its speedup on every metric, its kind and its techniques.
 
     `missed` lists seeds on which it misses the target. `pretrain_steps` > 0 gives it a
-    pretraining bill (transfer learning), charged in the `*_pretrain` columns.
+    pretraining bill (transfer learning), charged in the `*_pretrain` columns. Techniques default
+    to the name's '+'-separated parts (none for the baseline and the A/A arm); a control arm
+    stands for the technique its name has before "_random".
     """
 
     name: str
     speedup: float
     kind: str = "alone"
-    techniques: str | None = None
+    techniques: tuple[str, ...] | None = None
     missed: tuple[int, ...] = ()
     pretrain_steps: int = 0
+
+    @property
+    def technique_names(self) -> tuple[str, ...]:
+        if self.techniques is not None:
+            return self.techniques
+        return () if self.kind in ("baseline", "aa") else tuple(self.name.split("+"))
+
+    @property
+    def control_of(self) -> str | None:
+        return self.name.removesuffix("_random") if self.kind == "control" else None
 
 
 def synthetic_trials(arms: Sequence[PlantedArm], seeds: Sequence[int], workload: str = "synthetic",
@@ -58,11 +70,12 @@ def synthetic_trials(arms: Sequence[PlantedArm], seeds: Sequence[int], workload:
     rng = numpy_rng(random_seed, f"synthetic:{workload}")
     aa_seeds = list(aa_seeds) if aa_seeds is not None else [seed + AA_SEED_OFFSET for seed in seeds]
     difficulty = {seed: float(rng.lognormal(0.0, seed_spread)) for seed in [*seeds, *aa_seeds]}
-    everyone = [PlantedArm("baseline", 1.0, "baseline", ""), PlantedArm("aa", 1.0, "aa", ""), *arms]
+    everyone = [PlantedArm("baseline", 1.0, "baseline"), PlantedArm("aa", 1.0, "aa"), *arms]
     rows = []
     for arm in everyone:
-        for seed in (aa_seeds if arm.kind == "aa" else seeds):
-            rows.append(_trial(rng, arm, seed, workload, difficulty[seed], arm_noise, measurement_noise))
+        for pair_seed, seed in (zip(seeds, aa_seeds) if arm.kind == "aa" else zip(seeds, seeds)):
+            rows.append({**_trial(rng, arm, seed, workload, difficulty[seed], arm_noise, measurement_noise),
+                         "pair_seed": pair_seed})
     frame = pd.DataFrame(rows)
     frame.insert(0, "trial_id", np.arange(1, len(frame) + 1))
     return frame
@@ -78,7 +91,7 @@ def _trial(rng: np.random.Generator, arm: PlantedArm, seed: int, workload: str, 
     pretrain = arm.pretrain_steps
     return {
         "run_id": RUN_ID, "workload": workload, "preset": "micro", "arm": arm.name, "arm_kind": arm.kind,
-        "techniques": arm.name if arm.techniques is None else arm.techniques, "seed": seed,
+        "techniques": arm.technique_names, "control_of": arm.control_of, "seed": seed,
         "status": "missed" if missed else "reached", "stop_reason": "max_steps" if missed else "target",
         "steps_to_target": None if missed else steps,
         "target_val_loss": 2.0, "best_val_loss": 2.1 if missed else 1.99, "error": None, "device": "cpu",
@@ -156,6 +169,7 @@ def write_store(folder: Path, trials: pd.DataFrame, curves: pd.DataFrame, runs: 
     (the harness's own writer needs real `TrialResult`s)."""
     with ResultsStore(folder) as store:
         path = store.path
+    trials = trials.assign(techniques=trials["techniques"].map(lambda names: json.dumps(list(names))))
     with contextlib.closing(sqlite3.connect(path)) as db:
         for name, frame in (("runs", runs), ("trials", trials), ("curves", curves)):
             frame.to_sql(name, db, if_exists="append", index=False)

@@ -68,7 +68,7 @@ def test_cumulative_rows_measure_each_stack_and_its_interaction(table):
 
 def test_controls_tell_an_idea_from_a_change_of_dataset_size(table):
     outcomes = {(c.technique, c.metric): c.outcome
-                for c in control_comparisons(table, {"a": "a_random", "b": "b_random", "t": "t_random"}, FAST)}
+                for c in control_comparisons(table, FAST)}
     assert outcomes[("b", "steps")] == BEATS
     assert outcomes[("a", "steps")] == TIES  # its control saves as much: no credit for the idea
     assert ("t", "steps") not in outcomes  # no control arm ran

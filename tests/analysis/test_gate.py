@@ -29,7 +29,7 @@ def _results(seeds=range(8), speedup=1.5) -> Results:
 
 @pytest.fixture(scope="module")
 def analysis():
-    return analyze(_results(), claims=[], controls={})
+    return analyze(_results(), claims=[])
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_the_gate_fails_when_the_baseline_speedups_are_raised_by_a_fifth(analysi
 
 
 def test_a_noisy_change_without_significance_is_marked_tilde():
-    few_seeds = analyze(_results(seeds=range(2)), claims=[], controls={})
+    few_seeds = analyze(_results(seeds=range(2)), claims=[])
     outcome = compare(_raised(baseline_dict(few_seeds), 1.2), few_seeds)
     noisy = [row for row in outcome.rows if not row.deterministic]
     assert noisy and {row.mark for row in noisy} == {UNCHANGED}  # p >= 1/6 with two seeds a side
@@ -175,7 +175,7 @@ def _time_bound(seed=3) -> Analysis:
     trials = results.trials.copy()
     trials.loc[(trials["arm"] == "fast") & (trials["seed"] == seed), ["status", "stop_reason"]] = ["missed",
                                                                                                   "max_seconds"]
-    return analyze(Results(trials, results.curves, results.runs), claims=[], controls={})
+    return analyze(Results(trials, results.curves, results.runs), claims=[])
 
 
 def test_a_time_bound_arms_deterministic_metrics_are_not_compared_exactly(analysis):

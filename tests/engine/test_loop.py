@@ -103,6 +103,7 @@ def test_stages_run_in_the_designed_order_and_their_work_is_charged(digits_micro
 def test_baseline_reaches_the_micro_target_and_records_a_curve(digits_micro):
     result = run_trial(digits_micro, seed=0, device="cpu")
     assert result.status == "reached", result.error
+    assert result.stop_reason == "target"
     assert result.steps_to_target == result.curve[-1].step
     assert result.curve[-1].val_loss <= digits_micro.target_val_loss < result.curve[0].val_loss
     steps = [point.step for point in result.curve]
@@ -135,14 +136,14 @@ def test_a_non_finite_loss_ends_the_trial_as_diverged(digits_micro):
             return batch
 
     result = run_trial(digits_micro, seed=0, plugins=[Plugin("poison", transform=Poison())], device="cpu")
-    assert result.status == "diverged"
+    assert (result.status, result.stop_reason) == ("diverged", "diverged")
     assert result.steps_to_target is None
 
 
 def test_the_step_budget_ends_a_trial_that_misses_its_target(digits_micro):
     _with_budget(digits_micro, max_steps=15)
     result = run_trial(digits_micro, seed=0, device="cpu", target_val_loss=0.0)
-    assert result.status == "missed"
+    assert (result.status, result.stop_reason) == ("missed", "max_steps")
     assert result.ledger.steps == 15
     assert result.curve[-1].step == 15  # a final check after the last step
 
@@ -150,7 +151,7 @@ def test_the_step_budget_ends_a_trial_that_misses_its_target(digits_micro):
 def test_the_seconds_budget_ends_a_trial(digits_micro):
     _with_budget(digits_micro, max_seconds=0.0)
     result = run_trial(digits_micro, seed=0, device="cpu")
-    assert result.status == "missed" and result.ledger.steps == 0
+    assert (result.status, result.stop_reason) == ("missed", "max_seconds") and result.ledger.steps == 0
 
 
 def test_an_exception_in_a_technique_is_a_failed_trial_not_a_crash(digits_micro):

@@ -24,15 +24,15 @@ def test_baseline_fills_every_stage_when_no_technique_is_given():
     assert type(stages.order).__name__ == "ShuffledEpochs"
     assert type(stages.step).__name__ == "PlainStep"
     assert type(stages.schedule).__name__ == "WarmupCosine"
-    assert stages.transforms == [] and stages.gates == []
+    assert stages.transform == [] and stages.gate == []
 
 
 def test_transforms_and_gates_chain_in_the_order_given():
     first, second = _Transform(), _Transform()
     gate_a, gate_b = _Gate(), _Gate()
     stages = compose([Plugin("a", transform=first, gate=gate_a), Plugin("b", transform=second, gate=gate_b)])
-    assert stages.transforms == [first, second]
-    assert stages.gates == [gate_a, gate_b]
+    assert stages.transform == [first, second]
+    assert stages.gate == [gate_a, gate_b]
 
 
 def test_a_transform_that_runs_first_goes_before_the_others_whatever_the_order():
@@ -41,7 +41,7 @@ def test_a_transform_that_runs_first_goes_before_the_others_whatever_the_order()
 
     first, second, shard = _Transform(), _Transform(), Shard()
     stages = compose([Plugin("a", transform=first), Plugin("b", transform=second), Plugin("shard", transform=shard)])
-    assert stages.transforms == [shard, first, second]
+    assert stages.transform == [shard, first, second]
 
 
 def test_two_techniques_on_an_exclusive_stage_conflict_at_compose_time():

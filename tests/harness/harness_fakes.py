@@ -3,7 +3,8 @@
 The harness only needs a technique's name, stages, control and tasks; these fakes fill the
 same stages as the real techniques with the baseline's own stage classes, so trials are as
 fast as the baseline and the harness is tested apart from the techniques themselves.
-`install()` puts them in place of the registry (also in a subprocess, see `run_cli`).
+`install()` puts them in place of the built-in techniques where the registry reads them (also in
+a subprocess, see `run_cli`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from step7bench.engine.stages import (AllExamples, FreshInit, GateStage, Plugin, PlainStep, ShuffledEpochs,
-                                      TransformStage, WarmupCosine)
+from step7bench.engine.stages import (AllExamples, FreshInit, GateStage, OneProcess, Plugin, PlainStep,
+                                      ShuffledEpochs, TransformStage, WarmupCosine)
 from step7bench.techniques import TechniqueSpec
 
 HERE = Path(__file__).resolve().parent
@@ -31,23 +32,24 @@ class PassTransform(TransformStage):
 
 
 _STAGE_CLASSES = {"select": AllExamples, "order": ShuffledEpochs, "transform": PassTransform, "gate": PassGate,
-                  "step": PlainStep, "schedule": WarmupCosine, "init": FreshInit}
+                  "step": PlainStep, "schedule": WarmupCosine, "init": FreshInit, "prepare": OneProcess}
 
 
 class Broken(Exception):
     """Raised by the `broken` technique's plugin builder."""
 
 
-def _spec(name: str, stage: str, *, control: str | None = None, is_control: bool = False,
-          tasks: frozenset = frozenset({"classification", "sequence"}), defaults: dict | None = None) -> TechniqueSpec:
+def _spec(name: str, *stages: str, control: str | None = None, is_control: bool = False,
+          tasks: frozenset = frozenset({"classification", "sequence"}), defaults: dict | None = None,
+          data_parallel: bool = False) -> TechniqueSpec:
     def build(workload, config):
         if config.get("explode"):
             raise Broken(f"{name} was told to explode")
-        return Plugin(name=name, **{stage: _STAGE_CLASSES[stage]()})
+        return Plugin(name, **{stage: _STAGE_CLASSES[stage]() for stage in stages})
 
-    return TechniqueSpec(name=name, summary=f"fake {name}", stages=(stage,), build=build,
+    return TechniqueSpec(name=name, summary=f"fake {name}", stages=stages, build=build,
                          defaults={"explode": False, **(defaults or {})}, control=control,
-                         is_control=is_control, tasks=tasks)
+                         is_control=is_control, tasks=tasks, data_parallel=data_parallel)
 
 
 def fake_specs() -> dict[str, TechniqueSpec]:
@@ -57,25 +59,26 @@ def fake_specs() -> dict[str, TechniqueSpec]:
         _spec("active_learning", "select", control="active_learning_random"),
         _spec("active_learning_random", "select", is_control=True),
         _spec("gradient_caching", "step"),
+        _spec("gradient_accumulation", "step"),
         _spec("transfer", "init"),
         _spec("difficulty_prediction", "gate", control="difficulty_prediction_random"),
         _spec("difficulty_prediction_random", "gate", is_control=True),
         _spec("augmentation", "transform", tasks=SEQUENCE_ONLY),
         _spec("dynamic_lr", "schedule"),
-        _spec("distributed", "step"),
+        _spec("distributed", "prepare", "transform", data_parallel=True),
     ]
     return {spec.name: spec for spec in specs}
 
 
 def install(monkeypatch) -> dict[str, TechniqueSpec]:
     specs = fake_specs()
-    monkeypatch.setattr("step7bench.techniques.technique_specs", lambda: specs)
+    monkeypatch.setattr("step7bench.harness.registry.technique_specs", lambda: specs)
     return specs
 
 
 _LAUNCHER = (
-    "import sys; sys.path.insert(0, {here!r}); import harness_fakes, step7bench.techniques as t; "
-    "specs = harness_fakes.fake_specs(); t.technique_specs = lambda: specs; "
+    "import sys; sys.path.insert(0, {here!r}); import harness_fakes, step7bench.harness.registry as r; "
+    "specs = harness_fakes.fake_specs(); r.technique_specs = lambda: specs; "
     "from step7bench.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 

@@ -17,7 +17,7 @@ def tiny(fake_specs):
 
 
 def test_arms_of_a_classification_workload(tiny, fake_specs):
-    arms = {arm.name: arm.kind for arm in build_arms(tiny, fake_specs, "classification")}
+    arms = {arm.name: arm.kind for arm in build_arms(tiny, "classification")}
     seed = "curriculum+active_learning+gradient_caching+transfer"
     assert arms["baseline"] == "baseline" and arms["aa"] == "aa"
     assert arms["curriculum"] == "alone"  # also the first cumulative row: kept once, as 'alone'
@@ -32,20 +32,20 @@ def test_arms_of_a_classification_workload(tiny, fake_specs):
 
 
 def test_arms_of_a_sequence_workload_include_sequence_only_techniques(tiny, fake_specs):
-    names = [arm.name for arm in build_arms(tiny, fake_specs, "sequence")]
+    names = [arm.name for arm in build_arms(tiny, "sequence")]
     assert "augmentation" in names
     assert "curriculum+active_learning+gradient_caching+transfer+difficulty_prediction+augmentation+dynamic_lr" in names
     assert len(names) == len(set(names))
 
 
 def test_every_cumulative_row_is_an_arm(tiny, fake_specs):
-    names = {arm.name for arm in build_arms(tiny, fake_specs, "classification")}
+    names = {arm.name for arm in build_arms(tiny, "classification")}
     for end in range(1, 5):
         assert arm_name(tiny.seed_stack[:end]) in names
 
 
 def test_arms_share_seeds_and_aa_is_paired_by_position(tiny, fake_specs):
-    trials = plan_trials(tiny, fake_specs)
+    trials = plan_trials(tiny)
     seeds_by_arm: dict[str, list[int]] = {}
     for trial in trials:
         seeds_by_arm.setdefault(trial.arm.name, []).append(trial.seed)
@@ -54,14 +54,14 @@ def test_arms_share_seeds_and_aa_is_paired_by_position(tiny, fake_specs):
 
 
 def test_trial_ids_are_unique_and_stable(tiny, fake_specs):
-    first = [t.trial_id for t in plan_trials(tiny, fake_specs)]
+    first = [t.trial_id for t in plan_trials(tiny)]
     assert len(set(first)) == len(first)
-    assert first == [t.trial_id for t in plan_trials(tiny, fake_specs)]
+    assert first == [t.trial_id for t in plan_trials(tiny)]
 
 
 def test_the_id_changes_with_what_defines_the_trial(tiny, fake_specs):
-    base = {t.trial_id for t in plan_trials(tiny, fake_specs)}
-    more_seeds = {t.trial_id for t in plan_trials(tiny.with_seeds(3), fake_specs)}
+    base = {t.trial_id for t in plan_trials(tiny)}
+    more_seeds = {t.trial_id for t in plan_trials(tiny.with_seeds(3))}
     assert base < more_seeds  # adding seeds keeps every existing trial: a resume runs only the new ones
 
 
@@ -71,7 +71,7 @@ def test_settings_are_part_of_the_identity(tmp_path, fake_specs):
     plain.write_text(text)
     tuned = tmp_path / "tuned.toml"
     tuned.write_text(text + "\n[technique.curriculum]\nexplode = true\n")
-    ids = {p: {t.arm.name: t.trial_id for t in plan_trials(load_suite(str(p)), fake_specs)} for p in (plain, tuned)}
+    ids = {p: {t.arm.name: t.trial_id for t in plan_trials(load_suite(str(p)))} for p in (plain, tuned)}
     assert ids[plain]["baseline"] == ids[tuned]["baseline"]
     assert ids[plain]["curriculum"] != ids[tuned]["curriculum"]
 
@@ -80,7 +80,7 @@ def test_a_control_arm_trains_at_its_techniques_settings(tmp_path, fake_specs):
     path = tmp_path / "controlled.toml"
     path.write_text(mini_suite_text(arms='["baseline", "alone", "control"]',
                                     extra="\n[technique.curriculum]\nfull_at = 0.3\n"))
-    settings = {t.arm.name: t.settings for t in plan_trials(load_suite(str(path)), fake_specs)}
+    settings = {t.arm.name: t.settings for t in plan_trials(load_suite(str(path)))}
     assert settings["curriculum_random"]["curriculum_random"] == {"full_at": 0.3}
     assert settings["curriculum"]["curriculum"] == {"full_at": 0.3}
 

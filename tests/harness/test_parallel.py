@@ -6,15 +6,18 @@ import io
 
 import pytest
 import torch
+import harness_fakes
 from harness_fakes import mini_suite_text
 
 from step7bench.cli import main
 from step7bench.harness.matrix import Arm, TrialSpec
+from step7bench.harness.registry import Registry
 from step7bench.harness.parallel import ParallelTrialError, run_data_parallel, runs_data_parallel, threads_per_rank
 from step7bench.harness.progress import PlainProgress
 from step7bench.harness.runner import plan, run_suite
 from step7bench.harness.store import ResultsStore
 from step7bench.harness.suite import load_suite
+from step7bench.workloads import builtin_workloads
 
 
 @pytest.fixture
@@ -37,8 +40,18 @@ def test_only_arms_with_the_distributed_technique_run_under_torchrun(distributed
     assert runs_data_parallel(trials["distributed"], 2)
     assert not runs_data_parallel(trials["distributed"], 1)
     assert not runs_data_parallel(trials["baseline"], 2)
-    stacked = Arm("stack", "pairs", ("curriculum", "distributed"))
-    assert runs_data_parallel(TrialSpec(trials["baseline"].workload, stacked, 0, {}), 4)
+
+
+def test_data_parallelism_is_a_flag_of_the_spec_not_a_name_the_harness_knows(tmp_path, fake_specs):
+    registry = Registry({**fake_specs, "my_ranks": harness_fakes._spec("my_ranks", "prepare", "transform",
+                                                                        data_parallel=True)}, builtin_workloads())
+    path = tmp_path / "renamed.toml"
+    path.write_text(mini_suite_text(techniques='["curriculum", "my_ranks"]', arms='["baseline", "alone", "all_stack"]',
+                                    extra="").replace("arms =", 'all_stack = ["curriculum", "my_ranks"]\narms ='))
+    trials = {trial.arm.name: trial for trial in plan(load_suite(str(path), registry=registry), nproc_per_node=2)}
+    assert {name for name, trial in trials.items() if runs_data_parallel(trial, 2)} == {"my_ranks",
+                                                                                       "curriculum+my_ranks"}
+    assert trials["curriculum+my_ranks"].world_size == 2 and trials["curriculum"].world_size == 1
 
 
 def test_a_data_parallel_arms_trial_id_names_its_world_size_and_no_other_arms_does(distributed_suite):

@@ -11,10 +11,10 @@ import pytest
 
 from step7bench.engine import EvalPoint, Ledger, TrialResult
 from step7bench.errors import UserError
-from step7bench.harness.store import SCHEMA_VERSION, ResultsStore, TrialRecord, stop_reason
-from step7bench.workloads import Budget
+from step7bench.harness.store import SCHEMA_VERSION, ResultsStore, TrialRecord
 
-CONTRACT_TRIAL_COLUMNS = ["trial_id", "run_id", "workload", "preset", "arm", "arm_kind", "techniques", "seed",
+CONTRACT_TRIAL_COLUMNS = ["trial_id", "run_id", "workload", "preset", "arm", "arm_kind", "techniques", "control_of",
+                          "seed", "pair_seed", "stop_reason",
                           "status", "steps_to_target", "target_val_loss", "best_val_loss", "error", "device",
                           "hardware_class", "technique_stats", *Ledger.field_names(), "wall_s", "flops_total"]
 CONTRACT_RUN_COLUMNS = ["run_id", "started_at", "git_commit", "git_dirty", "torch_version", "device_fingerprint",
@@ -28,18 +28,23 @@ def _ledger(steps: int) -> Ledger:
     return ledger
 
 
+_STOP_REASON = {"reached": "target", "missed": "max_steps", "diverged": "diverged", "failed": None}
+
+
 def _result(status="reached", seed=0, techniques=("curriculum",), steps=3) -> TrialResult:
     curve = [EvalPoint(step, 2.0 / step, 2.5 / step, _ledger(step).snapshot()) for step in range(1, steps + 1)]
     return TrialResult(status=status, workload="digits", preset="micro", techniques=list(techniques), seed=seed,
                        device="cpu", target_val_loss=0.7, steps_to_target=steps if status == "reached" else None,
                        best_val_loss=2.0 / steps, curve=curve, ledger=_ledger(steps),
                        technique_stats={"curriculum": {"fraction": 0.5}},
-                       error="Traceback ...\nValueError: boom" if status == "failed" else None)
+                       error="Traceback ...\nValueError: boom" if status == "failed" else None,
+                       stop_reason=_STOP_REASON[status])
 
 
-def _record(trial_id="t1", run_id="r1", arm="curriculum", kind="alone") -> TrialRecord:
+def _record(trial_id="t1", run_id="r1", arm="curriculum", kind="alone", pair_seed=0,
+            control_of=None) -> TrialRecord:
     return TrialRecord(trial_id, run_id, arm, kind, "cpu-test-2c", {"seed": 0}, "2025-01-01T00:00:00",
-                       "2025-01-01T00:00:01")
+                       "2025-01-01T00:00:01", pair_seed, control_of)
 
 
 def _provenance(run_id="r1") -> dict:
@@ -62,7 +67,7 @@ def test_frames_have_the_contract_columns(store):
     assert set(CONTRACT_TRIAL_COLUMNS) <= set(trials.columns)
     row = trials.iloc[0]
     assert (row.techniques, row.status, row.steps_to_target, row.steps, row.energy_method) == (
-        "curriculum", "reached", 3, 3, "estimate")
+        ("curriculum",), "reached", 3, 3, "estimate")
     assert row.flops_total == 3000 and json.loads(row.technique_stats) == {"curriculum": {"fraction": 0.5}}
     curves = store.curves_frame()
     assert list(curves["step"]) == [1, 2, 3] and {"val_loss", "train_loss", "device_s", "wall_s"} <= set(curves)
@@ -76,7 +81,16 @@ def test_the_baseline_has_empty_techniques_and_a_miss_has_infinite_best_loss_kep
     result.best_val_loss = float("inf")
     store.add_trial(_record(arm="baseline", kind="baseline"), result)
     row = store.trials_frame().iloc[0]
-    assert row.techniques == "" and row.best_val_loss == float("inf") and pd.isna(row.steps_to_target)
+    assert row.techniques == () and row.best_val_loss == float("inf") and pd.isna(row.steps_to_target)
+
+
+def test_arm_identity_and_pairing_are_stored_as_data(store):
+    store.add_trial(_record("aa", arm="aa", kind="aa", pair_seed=3), _result(seed=10_003, techniques=()))
+    store.add_trial(_record("c", arm="curriculum_random", kind="control", control_of="curriculum"),
+                    _result(techniques=("curriculum_random",)))
+    rows = store.trials_frame().set_index("trial_id")
+    assert (rows.loc["aa", "seed"], rows.loc["aa", "pair_seed"]) == (10_003, 3)
+    assert rows.loc["c", "control_of"] == "curriculum" and pd.isna(rows.loc["aa", "control_of"])
 
 
 def test_failed_trials_are_retried_and_replaced(store):
@@ -161,16 +175,18 @@ def test_the_store_uses_a_write_ahead_log(store):
     assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-@pytest.mark.parametrize(("status", "steps", "reason"), [
-    ("reached", 3, "target"), ("diverged", 3, "diverged"), ("failed", 3, None),
-    ("missed", 10, "max_steps"),  # the whole step budget spent
-    ("missed", 4, "max_seconds"),  # short of its steps: the wall-clock budget ran out
-])
-def test_why_a_trial_stopped_is_derived_from_its_result_and_budget(status, steps, reason):
-    assert stop_reason(_result(status=status, steps=steps), Budget(max_steps=10, max_seconds=60.0)) == reason
-
-
-def test_the_stop_reason_is_stored_with_the_trial(store):
-    record = dataclasses.replace(_record(), stop_reason="max_seconds")
-    store.add_trial(record, _result(status="missed"))
+def test_the_engines_stop_reason_is_stored_with_the_trial(store):
+    store.add_trial(_record(), dataclasses.replace(_result(status="missed"), stop_reason="max_seconds"))
     assert store.trials_frame()["stop_reason"].tolist() == ["max_seconds"]
+
+
+def test_an_older_schema_is_refused_with_what_to_do(tmp_path):
+    folder = tmp_path / "old-schema"
+    with ResultsStore(folder):
+        pass
+    db = sqlite3.connect(folder / "results.sqlite")
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION - 1),))
+    db.commit()
+    db.close()
+    with pytest.raises(UserError, match="older step7bench.*new results folder"):
+        ResultsStore(folder)

@@ -388,7 +388,7 @@ def test_plugins_train_through_the_engine_in_one_process(spec, digits_micro):
 def test_sharding_runs_before_augmentation_in_a_stack_listed_the_other_way(digits_micro):
     from step7bench.engine import Plugin, TransformStage
     from step7bench.engine.stages import compose
-    from step7bench.techniques.distributed_optimizations import DataParallelShard
+    from step7bench.techniques.distributed_optimizations import RankShard
 
     class Augment(TransformStage):
         def transform(self, ctx, batch):
@@ -396,4 +396,4 @@ def test_sharding_runs_before_augmentation_in_a_stack_listed_the_other_way(digit
 
     augment = Augment()
     stages = compose([Plugin("augment", transform=augment), SPEC.plugin(digits_micro, {"use_zero": False})])
-    assert isinstance(stages.transforms[0], DataParallelShard) and stages.transforms[1] is augment
+    assert isinstance(stages.transform[0], RankShard) and stages.transform[1] is augment
