@@ -6,6 +6,8 @@ Sources, in this order (a name registered twice is an error naming both sources)
 2. installed packages' entry points, groups `step7bench.techniques` and `step7bench.workloads`;
 3. plugin modules named by a suite's `plugins = [...]` or the command line's `--plugin MODULE`.
 
+The same object reached twice (a package both installed and named in `plugins`) counts once.
+
 A plugin is an importable module name (``my_package.my_technique``) or a path to a ``.py``
 file (a suite's own paths are relative to the suite file). A plugin module declares what it
 adds in module-level tuples, the same protocol the built-in modules follow:
@@ -137,14 +139,16 @@ class _Builder:
     def add_technique(self, spec: Any, source: str) -> None:
         if not isinstance(spec, TechniqueSpec):
             raise UserError(f"{source}: {spec!r} is not a step7bench.techniques.TechniqueSpec")
-        self._claim(f"technique {spec.name}", source)
-        self.techniques[spec.name] = spec
+        if self.techniques.get(spec.name) is not spec:  # the same object twice (entry point and plugins) is one
+            self._claim(f"technique {spec.name}", source)
+            self.techniques[spec.name] = spec
 
     def add_workload(self, workload: Any, source: str) -> None:
         if not (isinstance(workload, type) and issubclass(workload, Workload)):
             raise UserError(f"{source}: {workload!r} is not a subclass of step7bench.workloads.Workload")
-        self._claim(f"workload {workload.name}", source)
-        self.workloads[workload.name] = workload
+        if self.workloads.get(workload.name) is not workload:
+            self._claim(f"workload {workload.name}", source)
+            self.workloads[workload.name] = workload
 
     def add_module(self, module: ModuleType, source: str) -> None:
         declared = [name for name in ("TECHNIQUES", "WORKLOADS") if hasattr(module, name)]
