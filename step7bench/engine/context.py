@@ -100,6 +100,13 @@ class TrialContext:
         self.step += 1
         self.ledger.steps += 1
 
+    def rebook_as_pretraining(self) -> None:
+        """Book everything this trial has spent so far as pretraining, at a segment edge so every
+        second and joule lands on the right side (the warm-start positive control)."""
+        self.costs.close_segment()
+        self.ledger.move_to_pretraining()
+        self.costs.open_segment()
+
     # -- time -----------------------------------------------------------------------------
     def overhead(self) -> contextlib.AbstractContextManager[None]:
         """Book the enclosed wall time as technique overhead (nested uses count once). Its

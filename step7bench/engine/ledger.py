@@ -23,6 +23,12 @@ EnergyBucket = Literal["train", "eval", "audit"]
 _ENERGY_FIELDS: dict[str, str] = {"train": "energy_j", "eval": "energy_eval_j", "audit": "energy_audit_j"}
 
 
+_KEPT_ON_MOVE = frozenset({"energy_method", "world_size", "peak_memory_bytes", "wall_eval_s", "energy_eval_j",
+                           "wall_audit_s", "flops_audit", "energy_audit_j"})
+"""Fields `move_to_pretraining` leaves where they are: labels and the buckets that are never cost
+(the pretraining fields stay too: what was pretraining already remains so)."""
+
+
 @dataclass
 class Ledger:
     # Optimizer steps taken (micro-steps of gradient accumulation do not count).
@@ -100,6 +106,15 @@ class Ledger:
         self.wall_pretrain_s += pretraining.wall_s
         self.device_pretrain_s += pretraining.device_s
         self.energy_pretrain_j += pretraining.energy_j
+
+    def move_to_pretraining(self) -> None:
+        """Book everything charged so far as pretraining and start the trial's own count afresh
+        (the warm-start positive control: the run up to here becomes its pretraining)."""
+        spent = dataclasses.replace(self)
+        for name in self.field_names():
+            if name not in _KEPT_ON_MOVE and not name.endswith(("_pretrain", "_pretrain_s", "_pretrain_j")):
+                setattr(self, name, 0 if isinstance(getattr(self, name), int) else 0.0)
+        self.charge_pretraining(spent)
 
     # -- derived totals -------------------------------------------------------------------
     @property

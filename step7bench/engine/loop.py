@@ -1,9 +1,10 @@
 """The one training loop: run a trial to its validation target or the end of its budget.
 
-A trial is (workload, techniques, seed). It trains until the validation loss first reaches
-the target, or its step or wall-second budget runs out; its cost is the ledger at that point.
-A trial that misses the target or diverges has infinite cost downstream; it is reported, not
-dropped (AlgoPerf). Evaluation runs every `eval_every` optimizer steps, off the cost clock.
+A trial is (workload, techniques, seed). It trains until the validation loss reaches the target
+and stays there (engine/target.py: checks placed densely near the target, a crossing confirmed
+over `confirm_steps`), or its step or wall-second budget runs out; its cost is the ledger at the
+crossing. A trial that misses the target or diverges has infinite cost downstream; it is
+reported, not dropped (AlgoPerf). Validation checks are off the cost clock.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from step7bench.engine.context import TrialContext
 from step7bench.engine.costs import CostClock
 from step7bench.engine.ledger import Ledger
 from step7bench.engine.stages import Plugin, StageSet, compose
+from step7bench.engine.target import CheckRule, Crossing, TargetWatch
 from step7bench.errors import UserError
 from step7bench.measure.clock import Clock
 from step7bench.measure.energy import EnergyMeter, open_meter
@@ -65,6 +67,7 @@ class TrialResult:
     technique_stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     error: str | None = None
     stop_reason: StopReason | None = None  # None for a failed trial
+    target_resolution_steps: int | None = None  # steps between the crossing check and the one before
     model: torch.nn.Module | None = None  # the trained model, when `run_trial(keep_model=True)`
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,6 +76,7 @@ class TrialResult:
             "preset": self.preset,
             "techniques": self.techniques, "seed": self.seed, "device": self.device,
             "target_val_loss": self.target_val_loss, "steps_to_target": self.steps_to_target,
+            "target_resolution_steps": self.target_resolution_steps,
             "best_val_loss": self.best_val_loss,
             "curve": [vars(point) for point in self.curve],
             "ledger": self.ledger.snapshot(), "technique_stats": self.technique_stats,
@@ -142,6 +146,8 @@ class _Trial:
         self.ledger = Ledger()
         self.train_data = train
         self.ctx: TrialContext | None = None
+        self.watch = TargetWatch(CheckRule.of(hparams), target_val_loss)
+        self.crossing: Crossing | None = None
 
     def run(self, keep_model: bool) -> TrialResult:
         meter = open_meter(self.device)
@@ -169,11 +175,12 @@ class _Trial:
         ctx.costs.open_segment()
         for stage in stages.all_stages():
             stage.setup(ctx)
-        batch_size, eval_every = self.hparams.batch_size, self.hparams.eval_every
+        batch_size, watch = self.hparams.batch_size, self.watch
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         losses_in_segment = 0
         rules = _stop_rules(self.budget.max_seconds, self.device)
-        while ctx.step < self.budget.max_steps and not rules.out_of_time(ctx.costs):
+        # A crossing found at the last steps of the budget is confirmed past it (uncharged).
+        while (ctx.step < self.budget.max_steps or watch.confirming) and not rules.out_of_time(ctx.costs):
             ids = stages.order.next_ids(ctx, stages.select.in_play(ctx), batch_size)
             batch = self.train_data.gather(ids).to(self.device)
             for transform in stages.transform:
@@ -189,7 +196,7 @@ class _Trial:
             # A NaN or infinite loss makes the running sum non-finite: one op per step checks both.
             loss_sum += loss.double()
             losses_in_segment += 1
-            if eval_every and ctx.step % eval_every == 0:
+            if watch.due(ctx.step):
                 ctx.costs.close_segment()
                 outcome = self._evaluate(ctx, meter, loss_sum, losses_in_segment)
                 if outcome is not None:
@@ -198,11 +205,13 @@ class _Trial:
                 losses_in_segment = 0
                 ctx.costs.open_segment()
                 # Feedback runs inside the next segment, so what a stage books there as
-                # overhead gets joules as well as seconds.
-                for stage in stages.all_stages():
-                    stage.on_eval(ctx, self.curve[-1].val_loss)
+                # overhead gets joules as well as seconds. Only the coarse checks give it, so
+                # measuring densely near the target never changes what a technique does.
+                if watch.feedback_due(ctx.step):
+                    for stage in stages.all_stages():
+                        stage.on_eval(ctx, self.curve[-1].val_loss)
         ctx.costs.close_segment()
-        if eval_every and losses_in_segment:
+        if watch.rule.every and losses_in_segment:
             outcome = self._evaluate(ctx, meter, loss_sum, losses_in_segment)
             if outcome is not None:
                 return outcome
@@ -241,22 +250,31 @@ class _Trial:
             self.on_eval(point)
         if not math.isfinite(train_loss) or not math.isfinite(val_loss):
             return "diverged"
-        if val_loss <= self.target_val_loss:
-            return "target"
-        return None
+        self.crossing = self.watch.record(ctx.step, val_loss)
+        return "target" if self.crossing is not None else None
 
     def _result(self, stop_reason: StopReason | None, error: str | None, model: torch.nn.Module | None) -> TrialResult:
         status: Status = ("failed" if stop_reason is None else "reached" if stop_reason == "target"
                           else "diverged" if stop_reason == "diverged" else "missed")
         finite = [p.val_loss for p in self.curve if p.val_loss == p.val_loss]
+        crossing = self.crossing if status == "reached" else None
         return TrialResult(
             status=status, workload=self.workload.name, preset=self.workload.preset.name,
             techniques=[p.name for p in self.plugins], seed=self.seed, device=str(self.device),
-            target_val_loss=self.target_val_loss,
-            steps_to_target=self.curve[-1].step if status == "reached" else None,
-            best_val_loss=min(finite, default=float("inf")), curve=self.curve, ledger=self.ledger,
+            target_val_loss=self.target_val_loss, steps_to_target=crossing.step if crossing else None,
+            best_val_loss=min(finite, default=float("inf")), curve=self.curve, ledger=self._cost_ledger(crossing),
             technique_stats={p.name: _plugin_stats(p) for p in self.plugins}, error=error,
-            stop_reason=stop_reason, model=model)
+            stop_reason=stop_reason, target_resolution_steps=crossing.resolution_steps if crossing else None,
+            model=model)
+
+    def _cost_ledger(self, crossing: Crossing | None) -> Ledger:
+        """What the trial cost: the ledger at the crossing check for a reached trial (the steps
+        trained to confirm it are not charged), else everything it spent."""
+        if crossing is None:
+            return self.ledger
+        snapshot = next(point.ledger for point in self.curve if point.step == crossing.step)
+        return Ledger(**{**{name: snapshot[name] for name in Ledger.field_names()},
+                         "peak_memory_bytes": self.ledger.peak_memory_bytes})
 
 
 def _plugin_stats(plugin: Plugin) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from step7bench.techniques.registry import TechniqueSpec
 # protocol a plugin module follows.
 TECHNIQUE_MODULES = ("curriculum_learning", "active_learning", "data_augmentation", "transfer_learning",
                      "gradient_caching", "difficulty_prediction", "dynamic_lr_scheduler",
-                     "distributed_optimizations")
+                     "distributed_optimizations", "positive_controls")
 
 
 def technique_specs() -> dict[str, TechniqueSpec]:

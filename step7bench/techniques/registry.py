@@ -31,6 +31,8 @@ class TechniqueSpec:
     spec. `tasks` are the workload kinds the technique applies to. `data_parallel` marks a
     technique whose trials the harness runs on several ranks under torchrun when asked to
     (`run --nproc-per-node N`); its plugin then finds an initialised process group.
+    `positive_control` marks an arm of known speedup (techniques/positive_controls.py) that a suite
+    runs through its `positive_controls` arm group, never as a technique of its matrix.
     """
 
     name: str
@@ -42,6 +44,7 @@ class TechniqueSpec:
     is_control: bool = False
     tasks: frozenset[TaskKind] = frozenset({"classification", "sequence"})
     data_parallel: bool = False
+    positive_control: bool = False
 
     def plugin(self, workload: Workload, config: Mapping[str, Any] | None = None) -> Plugin:
         config = dict(config or {})

@@ -55,7 +55,11 @@ class Hyperparameters:
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
     grad_clip_norm: float | None = 1.0
-    eval_every: int = 25  # optimizer steps between validation checks
+    # Validation checks (off the cost clock; step7bench/engine/target.py says how they are placed).
+    eval_every: int = 25  # coarse spacing in optimizer steps; technique feedback happens only here
+    eval_every_fine: int = 0  # spacing near the target (0: no finer than eval_every)
+    eval_fine_band: float = 0.0  # relative gap to the target under which checks are fine (inf: always)
+    confirm_steps: int = 0  # the loss must stay at or below the target this many steps to count
 
 
 @dataclass(frozen=True)

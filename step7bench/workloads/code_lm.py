@@ -42,6 +42,7 @@ import functools
 import hashlib
 import json
 import keyword
+import math
 import os
 import platform
 import re
@@ -355,7 +356,8 @@ class CodeLM(Workload):
         "micro": Preset(
             name="micro",
             budget=Budget(max_steps=200, max_seconds=60.0),
-            hparams=Hyperparameters(lr=3e-3, batch_size=16, warmup_steps=20, eval_every=20),
+            hparams=Hyperparameters(lr=3e-3, batch_size=16, warmup_steps=20, eval_every=20, eval_every_fine=4,
+                                    eval_fine_band=0.05, confirm_steps=4),
             target_val_loss=4.35,
             model={"d_model": 64, "n_layers": 2, "n_heads": 2},
             data={"context": 32, "vocab_size": 512,
@@ -369,7 +371,8 @@ class CodeLM(Workload):
         "small": Preset(
             name="small",
             budget=Budget(max_steps=300, max_seconds=120.0),
-            hparams=Hyperparameters(lr=3e-3, batch_size=16, warmup_steps=30, eval_every=25),
+            hparams=Hyperparameters(lr=3e-3, batch_size=16, warmup_steps=30, eval_every=25, eval_every_fine=5,
+                                    eval_fine_band=0.03, confirm_steps=10),
             target_val_loss=4.80,
             model={"d_model": 128, "n_layers": 2, "n_heads": 4},
             data={"context": 64, "vocab_size": 2048,
@@ -383,7 +386,8 @@ class CodeLM(Workload):
         "large": Preset(
             name="large",
             budget=Budget(max_steps=1200, max_seconds=1800.0),
-            hparams=Hyperparameters(lr=1e-3, batch_size=32, warmup_steps=100, eval_every=100),
+            hparams=Hyperparameters(lr=1e-3, batch_size=32, warmup_steps=100, eval_every=100, eval_every_fine=10,
+                                    eval_fine_band=0.03, confirm_steps=40),
             target_val_loss=3.0,
             model={"d_model": 384, "n_layers": 6, "n_heads": 6},
             # The whole corpus: about 1.1M target and 1.2M source training tokens.

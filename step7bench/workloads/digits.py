@@ -10,6 +10,7 @@ but different input distribution with the same labels.
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -49,7 +50,8 @@ class Digits(Workload):
         "micro": Preset(
             name="micro",
             budget=Budget(max_steps=300, max_seconds=30.0),
-            hparams=Hyperparameters(lr=5e-2, batch_size=32, warmup_steps=20, weight_decay=0.01, eval_every=10),
+            hparams=Hyperparameters(lr=5e-2, batch_size=32, warmup_steps=20, weight_decay=0.01, eval_every=10,
+                                    eval_every_fine=1, eval_fine_band=math.inf, confirm_steps=5),
             target_val_loss=0.2,
             model={"hidden": 64, "depth": 1},
             data={"val_fraction": 0.25},
@@ -58,22 +60,35 @@ class Digits(Workload):
                    "3e-2 0.071/0.078/0.062; 5e-2 0.059/0.063/0.057. Chose 5e-2 (the grid's top: the test preset "
                    "needs only to be fast and stable).",
         ),
+        # Checks on digits: every step (a check costs about one training step here), and the
+        # target counts once the loss stays at or below it for `confirm_steps`. Dense curves of 26
+        # baseline seeds of the small preset at the quick suite's 400-step budget (2-core AMD EPYC):
+        # read at its first crossing, the time to target varied 15-19% between seeds (the loss
+        # touches the target in a dip and rises again); a 12-step confirmation cut that to 10-11%.
         "small": Preset(
             name="small",
             budget=Budget(max_steps=1500, max_seconds=60.0),
-            hparams=Hyperparameters(lr=1e-2, batch_size=32, warmup_steps=50, weight_decay=0.01, eval_every=25),
+            hparams=Hyperparameters(lr=1e-2, batch_size=32, warmup_steps=50, weight_decay=0.01, eval_every=25,
+                                    eval_every_fine=1, eval_fine_band=math.inf, confirm_steps=12),
             target_val_loss=0.08,
             model={"hidden": 128, "depth": 2},
             data={"val_fraction": 0.25},
             tuning=f"{_TUNING}, 400 steps (the quick suite's budget). Best val loss over seeds 0/1/2: lr 1e-3 "
                    "0.19/0.20; 2e-3 0.124/0.133; 3e-3 0.107/0.116; 5e-3 0.088/0.082; 1e-2 0.061/0.052/0.057; "
                    "2e-2 0.097/0.036/0.067; 3e-2 0.081/0.077/0.076; 5e-2 0.133/0.068/0.141. Chose 1e-2: best "
-                   "median and the steadiest across seeds.",
+                   "median and the steadiest across seeds. Re-checked for stability (2-core AMD EPYC, checks "
+                   "every step, seeds 700-709): lr/batch 1e-2/32 median best 0.063, 1e-2/64 0.065, 2e-2/64 "
+                   "0.059, 1e-2/128 0.070, 5e-3/64 0.083; per-step roughness of the validation loss after step "
+                   "160 was 0.004-0.007 nats for all, larger batches did not make the time to target steadier "
+                   "(its seed-to-seed spread 0.13-0.24 at a reachable target vs 0.13 at 1e-2/32), so 1e-2/32 "
+                   "stays; the steadiness comes from the confirmed crossing. No validation spike above the "
+                   "initial 2.3 nats occurred after step 50 in 26 seeds at this budget.",
         ),
         "large": Preset(
             name="large",
             budget=Budget(max_steps=4000, max_seconds=300.0),
-            hparams=Hyperparameters(lr=1e-3, batch_size=64, warmup_steps=100, weight_decay=0.01, eval_every=50),
+            hparams=Hyperparameters(lr=1e-3, batch_size=64, warmup_steps=100, weight_decay=0.01, eval_every=50,
+                                    eval_every_fine=5, eval_fine_band=0.05, confirm_steps=20),
             target_val_loss=0.10,
             model={"hidden": 512, "depth": 3},
             data={"val_fraction": 0.25},

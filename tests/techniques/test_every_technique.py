@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +18,9 @@ from step7bench.engine import StageConflict, check_compatible, run_trial
 from step7bench.harness.registry import load_registry
 from step7bench.workloads.base import Budget, ExampleDataset
 
-EXAMPLE_PLUGIN = Path(__file__).resolve().parents[2] / "examples" / "step7bench-extras" / "step7bench_extras" / \
-    "__init__.py"
-REGISTRY = load_registry([str(EXAMPLE_PLUGIN)] if EXAMPLE_PLUGIN.is_file() else [])
+EXTRAS = Path(__file__).resolve().parents[2] / "examples" / "step7bench-extras"
+sys.path.append(str(EXTRAS))  # the example plugin package, as if installed
+REGISTRY = load_registry(["step7bench_extras"])
 WORKLOADS = ("digits", "grammar-lm")
 STEPS = 6
 TRAIN_EXAMPLES = 128  # small enough that scoring the pool and predictor warm-up take moments
