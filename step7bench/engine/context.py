@@ -55,7 +55,7 @@ class TrialContext:
 
     @property
     def progress(self) -> float:
-        """Fraction of the step budget spent, in [0, 1]."""
+        """Fraction of the step budget's horizon spent, in [0, 1] (1 in the headroom past it)."""
         return min(1.0, self.step / self.budget.max_steps)
 
     # -- charged passes -------------------------------------------------------------------------

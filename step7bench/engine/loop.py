@@ -178,9 +178,9 @@ class _Trial:
         batch_size, watch = self.hparams.batch_size, self.watch
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         losses_in_segment = 0
-        rules = _stop_rules(self.budget.max_seconds, self.device)
+        rules = _stop_rules(self.budget.stop_seconds, self.device)
         # A crossing found at the last steps of the budget is confirmed past it (uncharged).
-        while (ctx.step < self.budget.max_steps or watch.confirming) and not rules.out_of_time(ctx.costs):
+        while (ctx.step < self.budget.stop_steps or watch.confirming) and not rules.out_of_time(ctx.costs):
             ids = stages.order.next_ids(ctx, stages.select.in_play(ctx), batch_size)
             batch = self.train_data.gather(ids).to(self.device)
             for transform in stages.transform:
@@ -215,7 +215,7 @@ class _Trial:
             outcome = self._evaluate(ctx, meter, loss_sum, losses_in_segment)
             if outcome is not None:
                 return outcome
-        return "max_steps" if ctx.step >= self.budget.max_steps else TIME_BOUND
+        return "max_steps" if ctx.step >= self.budget.stop_steps else TIME_BOUND
 
     def _context(self, meter: EnergyMeter) -> TrialContext:
         torch.manual_seed(derive_seed(self.seed, "model-init"))

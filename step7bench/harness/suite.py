@@ -35,9 +35,15 @@ AA_SEED_OFFSET = 10_000
 pairing is stored with each trial; nothing decodes it from the seed)."""
 
 
+DEFAULT_HEADROOM = 4 / 3
+"""Every arm may train this many times the baseline's budget before its miss is final: AlgoPerf
+gives submissions about a third more runtime than its target-setting runs."""
+
+
 @dataclass(frozen=True)
 class WorkloadEntry:
-    """One workload of a suite at one preset, with the budget and target every arm uses."""
+    """One workload of a suite at one preset, with the budget and target every arm uses, and
+    what calibration recorded for it (how its target was set, each technique's tuned settings)."""
 
     name: str
     preset: str
@@ -46,6 +52,9 @@ class WorkloadEntry:
     target_val_loss: float
     target_source: str  # "suite", "targets file" or "preset default"
     data_seed: int = 0
+    calibration_margin: float | None = None  # this workload's margin over the suite's, if set
+    calibration: Mapping[str, Any] = field(default_factory=dict)  # the targets file's record
+    tuned: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # technique -> winning settings
 
     @property
     def key(self) -> str:
@@ -114,10 +123,11 @@ def load_suite(name_or_path: str, *, plugins: Sequence[str] = (), registry: Regi
 
 
 class _SuiteReader:
-    TOP_KEYS = ("name", "description", "seeds", "targets", "plugins", "matrix", "workload", "technique",
+    TOP_KEYS = ("name", "description", "seeds", "targets", "plugins", "headroom", "matrix", "workload", "technique",
                 "calibration")
     MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms")
-    WORKLOAD_KEYS = ("name", "preset", "max_steps", "max_seconds", "target_val_loss", "data_seed")
+    WORKLOAD_KEYS = ("name", "preset", "max_steps", "max_seconds", "target_val_loss", "data_seed",
+                     "calibration_margin")
 
     def __init__(self, doc: Document, registry: Registry) -> None:
         self.doc, self.registry, self.specs = doc, registry, registry.techniques
@@ -132,13 +142,15 @@ class _SuiteReader:
         techniques, seed_stack, all_stack, arms = self._matrix(matrix)
         settings = self._inherit_control_settings(self._settings(doc.get(top, (), "technique", "table", {})))
         targets_path = self._targets_path(doc.get(top, (), "targets", "str"))
-        targets = load_targets(targets_path) if targets_path and targets_path.is_file() else {}
-        workloads = self._workloads(doc.get(top, (), "workload", "table_list"), targets, require_targets)
+        calibrated = load_calibration(targets_path) if targets_path and targets_path.is_file() else Calibration()
+        headroom = float(doc.get(top, (), "headroom", "positive_number", DEFAULT_HEADROOM))
+        if headroom < 1:
+            raise doc.fail(("headroom",), f"headroom must be at least 1 (arms may train past the baseline's budget, "
+                                          f"not stop short of it), got {headroom}")
+        workloads = self._workloads(doc.get(top, (), "workload", "table_list"), calibrated, headroom, require_targets)
         calibration = doc.get(top, (), "calibration", "table", {})
         doc.check_keys(calibration, ("calibration",), ("seeds", "margin"))
-        margin = doc.get(calibration, ("calibration",), "margin", "number", 0.02)
-        if not 0 <= margin < 1:
-            raise doc.fail(("calibration", "margin"), f"calibration.margin must be in [0, 1), got {margin}")
+        margin = self._margin(calibration, ("calibration",), 0.02)
         return Suite(
             name=name, path=doc.path, description=doc.get(top, (), "description", "str", ""), registry=self.registry,
             seeds=doc.get(top, (), "seeds", "positive_int"), techniques=techniques, seed_stack=seed_stack,
@@ -243,11 +255,18 @@ class _SuiteReader:
     def _targets_path(self, relative: str | None) -> Path | None:
         return None if relative is None else (self.doc.path.parent / relative).resolve()
 
-    def _workloads(self, entries: list[dict[str, Any]], targets: Mapping[str, float],
+    def _margin(self, table: dict[str, Any], here: KeyPath, default: float | None) -> float | None:
+        key = "margin" if here == ("calibration",) else "calibration_margin"
+        margin = self.doc.get(table, here, key, "number", default)
+        if margin is not None and not 0 <= margin < 1:
+            raise self.doc.fail((*here, key), f"{key} must be in [0, 1), got {margin}")
+        return None if margin is None else float(margin)
+
+    def _workloads(self, entries: list[dict[str, Any]], calibrated: Calibration, headroom: float,
                    require_targets: bool) -> tuple[WorkloadEntry, ...]:
         if not entries:
             raise self.doc.fail(("workload",), "a suite needs at least one [[workload]]")
-        workloads = [self._workload(i, entry, targets, require_targets) for i, entry in enumerate(entries)]
+        workloads = [self._workload(i, entry, calibrated, headroom, require_targets) for i, entry in enumerate(entries)]
         # One preset per workload: the analysis pairs and reports trials by workload name, so two
         # presets of one workload would be pooled as if they were one.
         names = [w.name for w in workloads]
@@ -258,7 +277,7 @@ class _SuiteReader:
                                                      f"{workloads[i].key}): a suite runs one preset of each")
         return tuple(workloads)
 
-    def _workload(self, index: int, entry: dict[str, Any], targets: Mapping[str, float],
+    def _workload(self, index: int, entry: dict[str, Any], calibrated: Calibration, headroom: float,
                   require_targets: bool) -> WorkloadEntry:
         doc, here = self.doc, ("workload", index)
         doc.check_keys(entry, here, self.WORKLOAD_KEYS, required=("name", "preset"))
@@ -270,19 +289,22 @@ class _SuiteReader:
         default = workload.preset
         budget = Budget(max_steps=doc.get(entry, here, "max_steps", "positive_int", default.budget.max_steps),
                         max_seconds=float(doc.get(entry, here, "max_seconds", "positive_number",
-                                                  default.budget.max_seconds)))
+                                                  default.budget.max_seconds)), headroom=headroom)
         if budget.max_steps <= default.hparams.warmup_steps:
             # The baseline's schedule would never decay: not the tuned baseline the method needs.
             raise doc.fail((*here, "max_steps"), f"budget of {budget.max_steps} steps ends before the preset's "
                                                  f"{default.hparams.warmup_steps} warm-up steps are over")
-        target, source = self._target(entry, here, f"{name}/{preset}", targets, default.target_val_loss)
+        key = f"{name}/{preset}"
+        target, source = self._target(entry, here, key, calibrated.targets, default.target_val_loss)
         if require_targets and not target > 0:
             raise doc.fail(here, f"workload {name}/{preset} has no reachable target ({target}; a cross-entropy "
                                  f"never reaches 0): run `step7bench calibrate --suite {doc.path}` or set "
                                  "target_val_loss")
         return WorkloadEntry(name=name, preset=preset, task=workload.task, budget=budget,
                              target_val_loss=target, target_source=source,
-                             data_seed=doc.get(entry, here, "data_seed", "non_negative_int", 0))
+                             data_seed=doc.get(entry, here, "data_seed", "non_negative_int", 0),
+                             calibration_margin=self._margin(entry, here, None),
+                             calibration=calibrated.records.get(key, {}), tuned=calibrated.tuned.get(key, {}))
 
     def _target(self, entry: dict[str, Any], here: KeyPath, key: str, targets: Mapping[str, float],
                 preset_default: float) -> tuple[float, str]:
@@ -294,23 +316,47 @@ class _SuiteReader:
         return preset_default, "preset default"
 
 
-def load_targets(path: Path) -> dict[str, float]:
-    """`workload/preset` -> target validation loss, from a targets file written by `calibrate`."""
+@dataclass(frozen=True)
+class Calibration:
+    """What a targets file holds, by `workload/preset`: each target, the record of how it was set,
+    and each technique's tuned settings."""
+
+    targets: Mapping[str, float] = field(default_factory=dict)
+    records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    tuned: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+
+
+def load_calibration(path: Path) -> Calibration:
+    """Read a targets file written by `calibrate` ([[target]] and [[tuning]] tables)."""
     doc = Document(path)
-    doc.check_keys(doc.values, (), ("target",))
+    doc.check_keys(doc.values, (), ("target", "tuning"))
     targets: dict[str, float] = {}
+    records: dict[str, dict[str, Any]] = {}
     for index, entry in enumerate(doc.get(doc.values, (), "target", "table_list", [])):
         here = ("target", index)
         doc.check_keys(entry, here, TARGET_RECORD_KEYS, required=("workload", "preset", "target_val_loss"))
         key = f"{doc.get(entry, here, 'workload', 'str')}/{doc.get(entry, here, 'preset', 'str')}"
         targets[key] = float(doc.get(entry, here, "target_val_loss", "positive_number"))
-    return targets
+        records[key] = dict(entry)
+    tuned: dict[str, dict[str, dict[str, Any]]] = {}
+    for index, entry in enumerate(doc.get(doc.values, (), "tuning", "table_list", [])):
+        here = ("tuning", index)
+        doc.check_keys(entry, here, TUNING_RECORD_KEYS, required=("workload", "preset", "technique", "winner"))
+        key = f"{doc.get(entry, here, 'workload', 'str')}/{doc.get(entry, here, 'preset', 'str')}"
+        tuned.setdefault(key, {})[doc.get(entry, here, "technique", "str")] = dict(doc.get(entry, here, "winner",
+                                                                                         "table"))
+    return Calibration(targets, records, tuned)
 
 
 TARGET_RECORD_KEYS = ("workload", "preset", "target_val_loss", "method", "median_best_val_loss", "margin",
                       "calibration_seeds", "best_val_losses", "statuses", "max_steps", "max_seconds",
-                      "hardware_class", "git_commit", "calibrated_at")
+                      "hardware_class", "git_commit", "calibrated_at", "check_rule", "reach_rate",
+                      "baseline_steps_to_target", "weak_reference")
 """What a targets file records for each target: the value and how it was set."""
+
+TUNING_RECORD_KEYS = ("workload", "preset", "technique", "metric", "winner", "grid", "seeds", "tuning_cost")
+"""What a targets file records for each tuned technique: the winning settings, the grid tried and
+each point's result, the calibration seeds, and what the tuning itself cost."""
 
 
 def _hash(suite: Path, targets: Path | None) -> str:

@@ -19,6 +19,16 @@ from step7bench.workloads.base import TaskKind, Workload
 
 PluginBuilder = Callable[[Workload, Mapping[str, Any]], Plugin]
 
+MAX_GRID_POINTS = 6
+"""A technique's tuning grid is small: about the effort the baseline's learning-rate grid got."""
+
+
+def activity(fired: bool, summary: str, value: float) -> dict[str, Any]:
+    """The standard `activity` entry of a technique's stats: whether its mechanism did anything
+    in this trial, one line saying what it did ("0% of steps reused a gradient"), and that share
+    or figure as a number. The report labels a verdict whose mechanism never fired as inactive."""
+    return {"fired": bool(fired), "summary": summary, "value": float(value)}
+
 
 @dataclass(frozen=True)
 class TechniqueSpec:
@@ -33,6 +43,12 @@ class TechniqueSpec:
     (`run --nproc-per-node N`); its plugin then finds an initialised process group.
     `positive_control` marks an arm of known speedup (techniques/positive_controls.py) that a suite
     runs through its `positive_controls` arm group, never as a technique of its matrix.
+
+    Tuning parity (the baseline was tuned; so is every technique, with the same effort):
+    `as_specified` holds the settings the seed document states (the arm judged "as specified");
+    `grid` holds at most `MAX_GRID_POINTS` settings to try (each overrides `defaults`), chosen from
+    the literature, and `grid_source` says where each comes from. `calibrate` tunes every technique
+    over its grid on calibration seeds, never the judged ones.
     """
 
     name: str
@@ -45,6 +61,17 @@ class TechniqueSpec:
     tasks: frozenset[TaskKind] = frozenset({"classification", "sequence"})
     data_parallel: bool = False
     positive_control: bool = False
+    as_specified: Mapping[str, Any] = field(default_factory=dict)
+    grid: tuple[Mapping[str, Any], ...] = ()
+    grid_source: str = ""
+
+    def __post_init__(self) -> None:
+        for where, settings in (("as_specified", self.as_specified), *(("grid", point) for point in self.grid)):
+            unknown = sorted(set(settings) - set(self.defaults))
+            if unknown:
+                raise ValueError(f"technique {self.name!r}: {where} names {unknown[0]!r}, not one of its settings")
+        if len(self.grid) > MAX_GRID_POINTS:
+            raise ValueError(f"technique {self.name!r}: a grid of {len(self.grid)} points; at most {MAX_GRID_POINTS}")
 
     def plugin(self, workload: Workload, config: Mapping[str, Any] | None = None) -> Plugin:
         config = dict(config or {})

@@ -14,6 +14,7 @@ from the tensors (``ExampleDataset.gather``), which keeps the training loop over
 from __future__ import annotations
 
 import functools
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -34,13 +35,27 @@ PRESET_NAMES = ("micro", "small", "large")
 
 @dataclass(frozen=True)
 class Budget:
-    """Where a trial stops if it has not reached its target.
+    """The baseline's budget, and where a trial stops if it has not reached its target.
 
-    `max_seconds` counts training and technique-overhead wall time, never evaluation.
+    `max_steps` is the horizon every schedule and pacing plans for (the baseline's cosine decays
+    to zero there); `max_seconds` counts training and technique-overhead wall time, never
+    evaluation. A trial stops at `headroom` times both (`stop_steps`, `stop_seconds`): AlgoPerf
+    gives submissions about a third more runtime than its target-setting runs, so an arm a little
+    slower than the baseline can still reach the target in the schedule's tail, and one that
+    cannot is a censored miss with a bound, not a zero.
     """
 
     max_steps: int
     max_seconds: float
+    headroom: float = 1.0
+
+    @property
+    def stop_steps(self) -> int:
+        return math.ceil(self.max_steps * self.headroom)
+
+    @property
+    def stop_seconds(self) -> float:
+        return self.max_seconds * self.headroom
 
 
 @dataclass(frozen=True)
