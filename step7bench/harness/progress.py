@@ -1,8 +1,9 @@
 """Progress of a suite run: a live display on a terminal, one plain line per trial elsewhere.
 
-On a terminal (rich): the suite's bar with elapsed time and ETA, and a line for the current
-trial, its arm and seed, and its latest validation loss against the target. Off a terminal
-(CI logs, files): one line per finished trial, nothing live.
+On a terminal (rich): the suite's bar with elapsed time and ETA, and a line for every trial in
+flight (one per worker with `--jobs N`), its arm and seed, and its latest validation loss against
+the target where it runs in this process. Off a terminal (CI logs, files): one line per finished
+trial, nothing live.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import sys
 from typing import TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
 
 from step7bench.engine import EvalPoint, TrialResult
 from step7bench.harness.matrix import TrialSpec
@@ -55,7 +57,7 @@ class PlainProgress:
 
 
 class LiveProgress:
-    """rich's live display: the suite bar and the current trial's validation loss."""
+    """rich's live display: the suite bar and a line per trial in flight."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -63,7 +65,7 @@ class LiveProgress:
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=False)
         self._suite = self._progress.add_task("suite", total=0, visible=False)
-        self._trial = self._progress.add_task("", total=None, visible=False)
+        self._in_flight: dict[str, TaskID] = {}
 
     def start(self, total: int, already_done: int) -> None:
         if already_done:
@@ -72,20 +74,23 @@ class LiveProgress:
         self._progress.start()
 
     def trial_started(self, spec: TrialSpec) -> None:
-        self._progress.update(self._trial, description=f"  {spec.label()}: starting", visible=True)
+        self._in_flight[spec.trial_id] = self._progress.add_task(f"  {spec.label()}: running", total=None)
 
     def evaluated(self, spec: TrialSpec, point: EvalPoint) -> None:
-        self._progress.update(self._trial, description=(
+        self._progress.update(self._in_flight[spec.trial_id], description=(
             f"  {spec.label()}: step {point.step}, val loss {point.val_loss:.4f} "
             f"-> target {spec.workload.target_val_loss:.4f}"))
 
     def trial_finished(self, spec: TrialSpec, result: TrialResult) -> None:
+        self._progress.remove_task(self._in_flight.pop(spec.trial_id))
         self._progress.advance(self._suite)
         if result.status == "failed":
             self._progress.console.print(f"[red]{spec.label()}: {outcome_text(result)}[/red]")
 
     def close(self) -> None:
-        self._progress.update(self._trial, visible=False)
+        for task in self._in_flight.values():
+            self._progress.remove_task(task)
+        self._in_flight.clear()
         self._progress.stop()
 
 

@@ -12,23 +12,23 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from step7bench.engine import TrialResult, resolve_device
+from step7bench.engine import resolve_device
 from step7bench.harness.lock import FolderLock
 from step7bench.harness.matrix import TrialSpec, plan_trials, shard
-from step7bench.harness.parallel import (ParallelTrialError, check_nproc_per_node, run_data_parallel,
-                                         runs_data_parallel)
+from step7bench.harness.parallel import check_nproc_per_node
 from step7bench.harness.progress import PlainProgress, LiveProgress
 from step7bench.harness.store import ResultsStore, TrialRecord
 from step7bench.harness.suite import Suite
-from step7bench.harness.trials import Workloads, failed_result, run_planned_trial
+from step7bench.harness.executor import Deadline, Executor
 from step7bench.measure.fingerprint import device_fingerprint, git_provenance
 
 ProgressSink = PlainProgress | LiveProgress
@@ -43,6 +43,7 @@ class RunOutcome:
     ran: int
     skipped: int
     failed: int
+    past_deadline: list[TrialSpec] = field(default_factory=list)  # trials a deadline kept from starting
 
 
 def utc_now() -> str:
@@ -57,9 +58,11 @@ def plan(suite: Suite, shard_spec: tuple[int, int] | None = None, nproc_per_node
 
 def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, device: str = "auto",
               shard_spec: tuple[int, int] | None = None, command_line: Sequence[str] = (),
-              nproc_per_node: int = 1) -> RunOutcome:
-    """Run every trial of the plan that the store does not hold yet; data-parallel ones on
-    `nproc_per_node` ranks."""
+              nproc_per_node: int = 1, jobs: int = 1, threads: int | None = None,
+              deadline: Deadline | None = None) -> RunOutcome:
+    """Run every trial of the plan that the store does not hold yet, in `jobs` worker processes
+    (one: in this process); data-parallel ones on `nproc_per_node` ranks. No trial starts that
+    `deadline` says could not finish in time."""
     check_nproc_per_node(nproc_per_node)
     trials = plan(suite, shard_spec, nproc_per_node)
     torch_device = resolve_device(device)
@@ -67,24 +70,34 @@ def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, 
         done = store.done_trial_ids()
         todo = [trial for trial in trials if trial.trial_id not in done]
         fingerprint = device_fingerprint(torch_device)
-        run_id = store.add_run(_provenance(suite, fingerprint, command_line, shard_spec))
-        runner = _TrialRunner(torch_device, Workloads(suite.registry), progress, nproc_per_node)
+        run_id = store.add_run(_provenance(suite, fingerprint, command_line, shard_spec, jobs))
+        executor = Executor(suite.registry, torch_device, jobs=jobs, threads=threads, nproc_per_node=nproc_per_node,
+                            deadline=deadline)
         progress.start(len(todo), len(trials) - len(todo))
-        failed = 0
+        ran = failed = 0
         try:
-            for trial in todo:
-                started_at = utc_now()
-                result = runner.run(trial)
-                store.add_trial(TrialRecord.of(trial, run_id, fingerprint["hardware_class"], started_at, utc_now()),
-                                result)
-                failed += result.status == "failed"
+            for finished in executor.run(todo, started=progress.trial_started, watch=progress.evaluated):
+                store.add_trial(TrialRecord.of(finished.trial, run_id, fingerprint["hardware_class"],
+                                               _utc(finished.started_at_s), _utc(finished.started_at_s
+                                                                                 + finished.seconds),
+                                               finished.concurrent), finished.result)
+                progress.trial_finished(finished.trial, finished.result)
+                ran += 1
+                failed += finished.result.status == "failed"
         finally:
             progress.close()
-    return RunOutcome(run_id, [t.trial_id for t in trials], len(todo), len(trials) - len(todo), failed)
+    return RunOutcome(run_id, [t.trial_id for t in trials], ran, len(trials) - len(todo), failed,
+                      list(executor.skipped))
+
+
+def _utc(monotonic_s: float) -> str:
+    """A time.monotonic() reading as an ISO UTC timestamp."""
+    wall = time.time() - (time.monotonic() - monotonic_s)
+    return datetime.fromtimestamp(wall, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _provenance(suite: Suite, fingerprint: dict[str, Any], command_line: Sequence[str],
-                shard_spec: tuple[int, int] | None) -> dict[str, Any]:
+                shard_spec: tuple[int, int] | None, jobs: int) -> dict[str, Any]:
     git = git_provenance()
     started_at = utc_now()
     return {
@@ -95,29 +108,6 @@ def _provenance(suite: Suite, fingerprint: dict[str, Any], command_line: Sequenc
         "hardware_class": fingerprint["hardware_class"], "suite_name": suite.name,
         "suite_hash": suite.suite_hash, "command_line": " ".join(command_line or sys.argv),
         "python_version": platform.python_version(),
-        "shard": f"{shard_spec[0]}/{shard_spec[1]}" if shard_spec else None,
+        "shard": f"{shard_spec[0]}/{shard_spec[1]}" if shard_spec else None, "jobs": jobs,
+        "calibration": {w.key: dict(w.calibration) for w in suite.workloads},
     }
-
-
-class _TrialRunner:
-    """Runs each trial in this process, or, for a data-parallel trial, on `nproc_per_node` ranks
-    (which build it from the same registry), and reports progress."""
-
-    def __init__(self, device: torch.device, workloads: Workloads, progress: ProgressSink,
-                 nproc_per_node: int = 1) -> None:
-        self.device, self.workloads, self.progress = device, workloads, progress
-        self.nproc_per_node = nproc_per_node
-
-    def run(self, trial: TrialSpec) -> TrialResult:
-        self.progress.trial_started(trial)
-        if runs_data_parallel(trial, self.nproc_per_node):
-            try:
-                result = run_data_parallel(trial, self.device, self.nproc_per_node,
-                                           self.workloads.registry.plugin_modules)
-            except ParallelTrialError as exc:
-                result = failed_result(trial, self.device, exc)
-        else:
-            result = run_planned_trial(trial, self.workloads, self.device,
-                                       on_eval=lambda point: self.progress.evaluated(trial, point))
-        self.progress.trial_finished(trial, result)
-        return result

@@ -49,7 +49,8 @@ def ledger_columns() -> dict[str, str]:
 RUN_COLUMNS = {
     "run_id": "TEXT PRIMARY KEY", "started_at": "TEXT", "git_commit": "TEXT", "git_dirty": "INTEGER",
     "torch_version": "TEXT", "device_fingerprint": "TEXT", "hardware_class": "TEXT", "suite_name": "TEXT",
-    "suite_hash": "TEXT", "command_line": "TEXT", "python_version": "TEXT", "shard": "TEXT",
+    "suite_hash": "TEXT", "command_line": "TEXT", "python_version": "TEXT", "shard": "TEXT", "jobs": "INTEGER",
+    "calibration": "TEXT",
 }
 TRIAL_COLUMNS = {
     "trial_id": "TEXT PRIMARY KEY", "run_id": "TEXT NOT NULL", "workload": "TEXT NOT NULL",
@@ -58,7 +59,7 @@ TRIAL_COLUMNS = {
     "steps_to_target": "INTEGER", "target_resolution_steps": "INTEGER", "target_val_loss": "REAL", "best_val_loss": "REAL", "error": "TEXT",
     "device": "TEXT", "hardware_class": "TEXT", "technique_stats": "TEXT", "config": "TEXT",
     "started_at": "TEXT", "finished_at": "TEXT",
-    "stop_reason": f"TEXT CHECK (stop_reason IN {STOP_REASONS!r})",
+    "stop_reason": f"TEXT CHECK (stop_reason IN {STOP_REASONS!r})", "concurrent": "INTEGER",
 }
 CURVE_COLUMNS = {"trial_id": "TEXT NOT NULL", "step": "INTEGER NOT NULL", "val_loss": "REAL",
                  "train_loss": "REAL"}
@@ -86,11 +87,13 @@ class TrialRecord:
     finished_at: str
     pair_seed: int
     control_of: str | None = None
+    concurrent: bool = False  # other trials ran beside it (run --jobs N), sharing the machine
 
     @classmethod
-    def of(cls, trial: TrialSpec, run_id: str, hardware_class: str, started_at: str, finished_at: str) -> TrialRecord:
+    def of(cls, trial: TrialSpec, run_id: str, hardware_class: str, started_at: str, finished_at: str,
+           concurrent: bool = False) -> TrialRecord:
         return cls(trial.trial_id, run_id, trial.arm.name, trial.arm.kind, hardware_class, trial.identity(),
-                   started_at, finished_at, trial.paired_with, trial.arm.control_of)
+                   started_at, finished_at, trial.paired_with, trial.arm.control_of, concurrent)
 
 
 class ResultsStore:
@@ -161,7 +164,8 @@ class ResultsStore:
     # -- writing ----------------------------------------------------------------------------
     def add_run(self, provenance: dict[str, Any]) -> str:
         """Record one invocation; `provenance` has the RUN_COLUMNS (device_fingerprint a dict)."""
-        row = {**provenance, "device_fingerprint": json.dumps(provenance["device_fingerprint"], sort_keys=True)}
+        row = {**provenance, "device_fingerprint": json.dumps(provenance["device_fingerprint"], sort_keys=True),
+               "calibration": json.dumps(provenance.get("calibration") or {}, sort_keys=True, default=str)}
         unknown = set(row) - set(RUN_COLUMNS)
         if unknown:
             raise ValueError(f"provenance has unknown keys: {sorted(unknown)}")
@@ -182,7 +186,7 @@ class ResultsStore:
             "hardware_class": record.hardware_class,
             "technique_stats": json.dumps(result.technique_stats, sort_keys=True, default=_json_default),
             "config": json.dumps(record.config, sort_keys=True), "started_at": record.started_at,
-            "finished_at": record.finished_at, "stop_reason": result.stop_reason, **_ledger_row(result.ledger.snapshot()),
+            "finished_at": record.finished_at, "stop_reason": result.stop_reason, "concurrent": int(record.concurrent), **_ledger_row(result.ledger.snapshot()),
         }
         curve = [{"trial_id": record.trial_id, "step": point.step, "val_loss": point.val_loss,
                   "train_loss": point.train_loss, **_ledger_row(point.ledger)} for point in result.curve]
