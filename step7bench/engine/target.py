@@ -46,7 +46,9 @@ class CheckRule:
 
     @classmethod
     def of(cls, hparams: Hyperparameters) -> CheckRule:
-        return cls(hparams.eval_every, hparams.eval_every_fine or max(hparams.eval_every, 1), hparams.eval_fine_band,
+        if hparams.eval_every == 0:
+            return cls(0, 1)
+        return cls(hparams.eval_every, hparams.eval_every_fine or hparams.eval_every, hparams.eval_fine_band,
                    hparams.confirm_steps)
 
 

@@ -56,6 +56,7 @@ class TrialSpec:
     world_size: int = 1
     data_parallel: bool = False  # the arm has a data-parallel technique (it may run on several ranks)
     pair_seed: int | None = None  # the baseline seed this trial is paired with (default: its own seed)
+    dense_checks: bool = False  # check at the finest spacing all along (calibration reads whole curves)
 
     @property
     def paired_with(self) -> int:

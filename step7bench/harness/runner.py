@@ -84,6 +84,9 @@ def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, 
                 progress.trial_finished(finished.trial, finished.result)
                 ran += 1
                 failed += finished.result.status == "failed"
+            if executor.skipped:
+                store.record_past_deadline(run_id, [{"workload": t.workload.name, "arm": t.arm.name, "seed": t.seed}
+                                                    for t in executor.skipped])
         finally:
             progress.close()
     return RunOutcome(run_id, [t.trial_id for t in trials], ran, len(trials) - len(todo), failed,
@@ -109,5 +112,5 @@ def _provenance(suite: Suite, fingerprint: dict[str, Any], command_line: Sequenc
         "suite_hash": suite.suite_hash, "command_line": " ".join(command_line or sys.argv),
         "python_version": platform.python_version(),
         "shard": f"{shard_spec[0]}/{shard_spec[1]}" if shard_spec else None, "jobs": jobs,
-        "calibration": {w.key: dict(w.calibration) for w in suite.workloads},
+        "calibration": {w.key: dict(w.calibration) for w in suite.workloads}, "overrides": list(suite.overrides),
     }

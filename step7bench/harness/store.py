@@ -50,7 +50,7 @@ RUN_COLUMNS = {
     "run_id": "TEXT PRIMARY KEY", "started_at": "TEXT", "git_commit": "TEXT", "git_dirty": "INTEGER",
     "torch_version": "TEXT", "device_fingerprint": "TEXT", "hardware_class": "TEXT", "suite_name": "TEXT",
     "suite_hash": "TEXT", "command_line": "TEXT", "python_version": "TEXT", "shard": "TEXT", "jobs": "INTEGER",
-    "calibration": "TEXT",
+    "calibration": "TEXT", "overrides": "TEXT", "past_deadline": "TEXT",
 }
 TRIAL_COLUMNS = {
     "trial_id": "TEXT PRIMARY KEY", "run_id": "TEXT NOT NULL", "workload": "TEXT NOT NULL",
@@ -165,13 +165,19 @@ class ResultsStore:
     def add_run(self, provenance: dict[str, Any]) -> str:
         """Record one invocation; `provenance` has the RUN_COLUMNS (device_fingerprint a dict)."""
         row = {**provenance, "device_fingerprint": json.dumps(provenance["device_fingerprint"], sort_keys=True),
-               "calibration": json.dumps(provenance.get("calibration") or {}, sort_keys=True, default=str)}
+               "calibration": json.dumps(provenance.get("calibration") or {}, sort_keys=True, default=str),
+               "overrides": json.dumps(list(provenance.get("overrides") or []))}
         unknown = set(row) - set(RUN_COLUMNS)
         if unknown:
             raise ValueError(f"provenance has unknown keys: {sorted(unknown)}")
         with self._transaction():
             self._insert("runs", row)
         return provenance["run_id"]
+
+    def record_past_deadline(self, run_id: str, trials: list[dict[str, Any]]) -> None:
+        """The trials a run's deadline kept from starting (workload, arm, seed each): its matrix is partial."""
+        with self._transaction():
+            self._db.execute("UPDATE runs SET past_deadline = ? WHERE run_id = ?", (json.dumps(trials), run_id))
 
     def add_trial(self, record: TrialRecord, result: TrialResult) -> None:
         """The trial's row and its curve, in one transaction (replacing a failed attempt)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,7 @@ class Suite:
     calibration_seeds: int = 3
     calibration_margin: float = 0.02
     suite_hash: str = ""
+    overrides: tuple[str, ...] = ()  # the --set PATH=VALUE changes the suite was loaded with
 
     def with_seeds(self, seeds: int) -> Suite:
         if seeds < 1:
@@ -106,20 +108,59 @@ def shipped_suites() -> list[str]:
     return sorted(path.stem for path in SUITES_DIR.glob("*.toml"))
 
 
-def load_suite(name_or_path: str, *, plugins: Sequence[str] = (), registry: Registry | None = None,
-               require_targets: bool = True) -> Suite:
+def load_suite(name_or_path: str, *, plugins: Sequence[str] = (), overrides: Sequence[str] = (),
+               registry: Registry | None = None, require_targets: bool = True) -> Suite:
     """Read and validate a suite, resolving its registry: the built-ins, installed entry points,
     the suite's own `plugins` and the extra `plugins` given (`--plugin`). A `registry` given
-    instead is used as it is (tests pass stand-ins this way).
+    instead is used as it is (tests pass stand-ins this way). `overrides` (`--set PATH=VALUE`)
+    change values before anything is validated, so they are checked like the file's own; they
+    enter the suite's hash, and through the settings and budgets they change, the trial ids.
 
     `require_targets=False` accepts workloads without a usable target (what `calibrate` needs).
     """
     path = suite_path(name_or_path)
     doc = Document(path)
+    for override in overrides:
+        apply_override(doc.values, override)
     if registry is None:
         suite_plugins = doc.get(doc.values, (), "plugins", "str_list", [])
         registry = load_registry([*suite_plugins, *plugins], relative_to=path.parent)
-    return _SuiteReader(doc, registry).read(require_targets)
+    suite = _SuiteReader(doc, registry).read(require_targets)
+    return dataclasses.replace(suite, overrides=tuple(overrides),
+                               suite_hash=_hash(path, suite.targets_path, tuple(overrides)))
+
+
+def apply_override(values: dict[str, Any], override: str) -> None:
+    """Set one `PATH=VALUE` in a suite's parsed values. PATH is dotted: a top-level key (`seeds`),
+    a table's key (`technique.curriculum.full_at`), or a workload's key by its name
+    (`grammar-lm.max_steps`). VALUE is read as a TOML value (`400`, `0.3`, `true`, `"root"`, `[1, 2]`),
+    or taken as a string when it is not one (`root`)."""
+    path_text, equals, value_text = override.partition("=")
+    if not equals or not path_text.strip():
+        raise UserError(f"--set {override!r}: expected PATH=VALUE, e.g. grammar-lm.max_steps=400")
+    path = path_text.strip().split(".")
+    try:
+        value = tomllib.loads(f"value = {value_text.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = value_text.strip()
+    table = _workload_table(values, path[0])
+    keys = path[1:] if table is not None else path
+    table = values if table is None else table
+    for key in keys[:-1]:
+        child = table.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise UserError(f"--set {override!r}: {key!r} is a value, not a table")
+        table = child
+    if not keys:
+        raise UserError(f"--set {override!r}: name a key of workload {path[0]!r}, e.g. {path[0]}.max_steps=400")
+    table[keys[-1]] = value
+
+
+def _workload_table(values: dict[str, Any], name: str) -> dict[str, Any] | None:
+    entries = values.get("workload")
+    if not isinstance(entries, list):
+        return None
+    return next((entry for entry in entries if isinstance(entry, dict) and entry.get("name") == name), None)
 
 
 class _SuiteReader:
@@ -359,9 +400,11 @@ TUNING_RECORD_KEYS = ("workload", "preset", "technique", "metric", "winner", "gr
 each point's result, the calibration seeds, and what the tuning itself cost."""
 
 
-def _hash(suite: Path, targets: Path | None) -> str:
-    """SHA-256 of the suite file and its targets file: what the trials were defined by."""
+def _hash(suite: Path, targets: Path | None, overrides: tuple[str, ...] = ()) -> str:
+    """SHA-256 of the suite file, its targets file and the overrides: what the trials were defined by."""
     digest = hashlib.sha256(suite.read_bytes())
     if targets is not None and targets.is_file():
         digest.update(targets.read_bytes())
+    for override in overrides:
+        digest.update(override.encode())
     return digest.hexdigest()

@@ -5,6 +5,8 @@ calls it in its own process; a data-parallel rank under torchrun calls it the sa
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import traceback
 from collections.abc import Callable
 
@@ -47,8 +49,9 @@ def run_planned_trial(trial: TrialSpec, workloads: Workloads, device: torch.devi
     except Exception as exc:
         return failed_result(trial, device, exc)
     entry = trial.workload
+    hparams = dataclasses.replace(workload.hparams, eval_fine_band=math.inf) if trial.dense_checks else None
     return run_trial(workload, trial.seed, plugins, device=device, target_val_loss=entry.target_val_loss,
-                     budget=entry.budget, on_eval=on_eval)
+                     budget=entry.budget, hparams=hparams, on_eval=on_eval)
 
 
 def failed_result(trial: TrialSpec, device: torch.device, exc: Exception) -> TrialResult:

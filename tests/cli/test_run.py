@@ -32,7 +32,7 @@ def no_report(monkeypatch):
         calls.append(folder)
         return folder / "index.html"
 
-    monkeypatch.setattr("step7bench.cli.run.write_report", write_report)
+    monkeypatch.setattr("step7bench.report.write_report", write_report)
     return calls
 
 
@@ -96,7 +96,7 @@ def test_a_failing_report_is_one_line_and_exit_1_with_the_trials_kept(tmp_path, 
     def broken(folder):
         raise KeyError("controls")
 
-    monkeypatch.setattr("step7bench.cli.run.write_report", broken)
+    monkeypatch.setattr("step7bench.report.write_report", broken)
     results = tmp_path / "results"
     assert main(["run", "--suite", str(_suite(tmp_path, arms='["baseline"]')), "--results", str(results)]) == 1
     assert "error: the report failed (KeyError: 'controls')" in capsys.readouterr().err

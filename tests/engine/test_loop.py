@@ -104,11 +104,12 @@ def test_baseline_reaches_the_micro_target_and_records_a_curve(digits_micro):
     result = run_trial(digits_micro, seed=0, device="cpu")
     assert result.status == "reached", result.error
     assert result.stop_reason == "target"
-    assert result.steps_to_target == result.curve[-1].step
+    confirm = digits_micro.hparams.confirm_steps
+    assert result.curve[-1].step == result.steps_to_target + confirm  # confirmed, then stopped
     assert result.curve[-1].val_loss <= digits_micro.target_val_loss < result.curve[0].val_loss
     steps = [point.step for point in result.curve]
-    assert steps == sorted(steps) and steps[0] == digits_micro.hparams.eval_every
-    assert result.curve[-1].ledger["steps"] == result.ledger.steps
+    assert steps == sorted(steps) and steps[0] == digits_micro.hparams.eval_every_fine
+    assert result.curve[-1].ledger["steps"] == result.ledger.steps + confirm
     assert result.ledger.energy_j > 0 and result.ledger.energy_method
     assert result.ledger.wall_eval_s > 0
     assert result.ledger.flops_backward > 0
@@ -164,7 +165,8 @@ def test_an_exception_in_a_technique_is_a_failed_trial_not_a_crash(digits_micro)
     assert "predictor exploded" in result.error
 
 
-def test_stage_feedback_sees_every_validation_loss(digits_micro):
+def test_stage_feedback_sees_every_check_of_the_coarse_schedule(digits_micro):
+    """digits micro checks every step; techniques hear only of the checks every `eval_every` steps."""
     seen = []
 
     class Listener(ShuffledEpochs):
@@ -174,7 +176,10 @@ def test_stage_feedback_sees_every_validation_loss(digits_micro):
     _with_budget(digits_micro, max_steps=30)
     result = run_trial(digits_micro, seed=0, plugins=[Plugin("listener", order=Listener())], device="cpu",
                        target_val_loss=0.0)
-    assert seen == [(p.step, p.val_loss) for p in result.curve[: len(seen)]] and len(seen) >= 2
+    every = digits_micro.hparams.eval_every
+    assert len(result.curve) == 30
+    assert seen == [(p.step, p.val_loss) for p in result.curve if p.step % every == 0]
+    assert len(seen) >= 2
 
 
 def test_a_step_stage_that_skips_the_update_takes_no_optimizer_step(digits_micro):
@@ -258,8 +263,9 @@ def test_stage_feedback_overhead_is_inside_a_training_window(digits_micro, monke
                 meter.joules_read += 2.0
 
     _with_budget(digits_micro, max_steps=3 * digits_micro.hparams.eval_every)
+    coarse = dataclasses.replace(digits_micro.hparams, eval_every_fine=0, eval_fine_band=0.0)
     result = run_trial(digits_micro, seed=0, plugins=[Plugin("feedback", schedule=Feedback())], device="cpu",
-                       target_val_loss=0.0)
+                       target_val_loss=0.0, hparams=coarse)
     assert result.status == "missed", result.error
     # Feedback after every check (the budget ends on a check step, so the loop ends after it).
     assert len(result.curve) == 3

@@ -41,7 +41,7 @@ class Broken(Exception):
 
 def _spec(name: str, *stages: str, control: str | None = None, is_control: bool = False,
           tasks: frozenset = frozenset({"classification", "sequence"}), defaults: dict | None = None,
-          data_parallel: bool = False) -> TechniqueSpec:
+          data_parallel: bool = False, positive_control: bool = False) -> TechniqueSpec:
     def build(workload, config):
         if config.get("explode"):
             raise Broken(f"{name} was told to explode")
@@ -49,7 +49,8 @@ def _spec(name: str, *stages: str, control: str | None = None, is_control: bool 
 
     return TechniqueSpec(name=name, summary=f"fake {name}", stages=stages, build=build,
                          defaults={"explode": False, **(defaults or {})}, control=control,
-                         is_control=is_control, tasks=tasks, data_parallel=data_parallel)
+                         is_control=is_control, tasks=tasks, data_parallel=data_parallel,
+                         positive_control=positive_control)
 
 
 def fake_specs() -> dict[str, TechniqueSpec]:
@@ -66,6 +67,8 @@ def fake_specs() -> dict[str, TechniqueSpec]:
         _spec("augmentation", "transform", tasks=SEQUENCE_ONLY),
         _spec("dynamic_lr", "schedule"),
         _spec("distributed", "prepare", "transform", data_parallel=True),
+        _spec("warm_start", "schedule", defaults={"handover_fraction": 0.25}, positive_control=True),
+        _spec("lr_scale", "schedule", defaults={"factor": 0.25}, positive_control=True),
     ]
     return {spec.name: spec for spec in specs}
 

@@ -14,7 +14,7 @@ from step7bench.errors import UserError
 from step7bench.harness.checking import key_lines
 from step7bench.harness.claims import load_claims
 from step7bench.harness.matrix import build_arms
-from step7bench.harness.suite import SUITES_DIR, load_suite, load_targets, shipped_suites
+from step7bench.harness.suite import SUITES_DIR, load_calibration, load_suite, shipped_suites
 
 GOOD = mini_suite_text()
 CPU_SUITES = ("smoke", "quick")
@@ -141,7 +141,7 @@ def test_targets_file_sets_the_target_unless_the_suite_does(tmp_path, fake_specs
     text = GOOD.replace("target_val_loss = 2.2\n", "").replace('seeds = 1', 'seeds = 1\ntargets = "t.toml"')
     suite = load_suite(str(_write(tmp_path, text)))
     assert (suite.workloads[0].target_val_loss, suite.workloads[0].target_source) == (0.5, "targets file")
-    assert load_targets(tmp_path / "t.toml") == {"digits/micro": 0.5}
+    assert load_calibration(tmp_path / "t.toml").targets == {"digits/micro": 0.5}
 
 
 def test_key_lines_follow_tables_and_arrays_of_tables():
