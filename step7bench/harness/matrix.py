@@ -5,8 +5,12 @@ Arms and their kinds (the analysis reads `arm_kind`):
 - `baseline`: no technique. `aa`: the baseline again on other seeds (AA_SEED_OFFSET + i,
   paired with baseline seed i: `TrialSpec.pair_seed`); its speedup over the baseline must come
   out as 1.
-- `alone`: each technique of `matrix.techniques` by itself. `control`: each technique's random
-  control at the same rate, named by the control's technique name.
+- `alone`: each technique of `matrix.techniques` by itself, at its tuned settings (the grid's
+  winner on this workload, from the suite's targets file; its defaults where none is recorded).
+  `as_specified`: each technique by itself at the settings the seed document states (arm name
+  `technique@as_specified`). `control`: each technique's random control at the same rate and
+  settings, named by the control's technique name. `positive_control`: the arms of known
+  speedup (the warm start and the weakened reference, techniques/positive_controls.py).
 - `stack`: the seed's stack, and the all-techniques stack less those that do not apply to the
   workload's task. `leave_one_out`: the seed's stack
   less one technique. `pair`: every two techniques of the seed's stack. `cumulative`: the
@@ -29,7 +33,10 @@ from typing import Any
 
 from step7bench.harness.suite import AA_SEED_OFFSET, Suite, WorkloadEntry
 
-ARM_KINDS = ("baseline", "aa", "alone", "control", "stack", "leave_one_out", "pair", "cumulative")
+ARM_KINDS = ("baseline", "aa", "positive_control", "alone", "as_specified", "control", "stack", "leave_one_out",
+             "pair", "cumulative")
+AS_SPECIFIED = "as_specified"
+"""The variant of an arm whose techniques run at the seed document's stated settings."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class Arm:
     kind: str
     techniques: tuple[str, ...]
     control_of: str | None = None
+    variant: str = "tuned"  # or AS_SPECIFIED
 
 
 @dataclass(frozen=True)
@@ -101,8 +109,12 @@ def build_arms(suite: Suite, task: str) -> list[Arm]:
     candidates: list[tuple[str, tuple[str, ...]]] = [("baseline", ())]
     if "aa" in groups:
         candidates.append(("aa", ()))
+    if "positive_controls" in groups:
+        candidates += [("positive_control", (name,)) for name, spec in specs.items() if spec.positive_control]
     if "alone" in groups:
         candidates += [("alone", (name,)) for name in suite.techniques]
+    if "as_specified" in groups:
+        candidates += [(AS_SPECIFIED, (name,)) for name in suite.techniques if specs[name].as_specified]
     controls_of = {specs[name].control: name for name in suite.techniques if specs[name].control is not None}
     if "control" in groups:
         candidates += [("control", (control,)) for control in controls_of]
@@ -119,10 +131,27 @@ def build_arms(suite: Suite, task: str) -> list[Arm]:
         candidates += [("cumulative", seed[:end]) for end in range(1, len(seed) + 1)]
     arms: dict[str, Arm] = {}
     for kind, techniques in candidates:
-        name = "aa" if kind == "aa" else arm_name(techniques)
+        name = "aa" if kind == "aa" else arm_name(techniques) + (f"@{AS_SPECIFIED}" if kind == AS_SPECIFIED else "")
         if name not in arms and all(task in specs[t].tasks for t in techniques):
-            arms[name] = Arm(name, kind, techniques, controls_of.get(techniques[0]) if kind == "control" else None)
+            arms[name] = Arm(name, kind, techniques, controls_of.get(techniques[0]) if kind == "control" else None,
+                             AS_SPECIFIED if kind == AS_SPECIFIED else "tuned")
     return list(arms.values())
+
+
+def arm_settings(suite: Suite, workload: WorkloadEntry, arm: Arm) -> dict[str, dict[str, Any]]:
+    """Each technique's settings in `arm` on `workload`: the suite's, then either the seed
+    document's (an as-specified arm) or the workload's tuned winner (every other arm; a random
+    control takes its technique's tuned values for the settings it shares)."""
+    specs = suite.registry.techniques
+    settings = {}
+    for name in arm.techniques:
+        if arm.variant == AS_SPECIFIED:
+            chosen = dict(specs[name].as_specified)
+        else:
+            tuned = workload.tuned.get(arm.control_of if arm.kind == "control" else name, {})
+            chosen = {key: value for key, value in tuned.items() if key in specs[name].defaults}
+        settings[name] = {**suite.settings_for(name), **chosen}
+    return settings
 
 
 def plan_trials(suite: Suite, nproc_per_node: int = 1) -> list[TrialSpec]:
@@ -135,7 +164,7 @@ def plan_trials(suite: Suite, nproc_per_node: int = 1) -> list[TrialSpec]:
         for workload in suite.workloads:
             for arm in arms[workload.key]:
                 seed = AA_SEED_OFFSET + index if arm.kind == "aa" else index
-                settings = {name: suite.settings_for(name) for name in arm.techniques}
+                settings = arm_settings(suite, workload, arm)
                 data_parallel = any(specs[name].data_parallel for name in arm.techniques)
                 trials.append(TrialSpec(workload, arm, seed, settings, nproc_per_node if data_parallel else 1,
                                         data_parallel, pair_seed=index))

@@ -55,7 +55,7 @@ RUN_COLUMNS = {
 TRIAL_COLUMNS = {
     "trial_id": "TEXT PRIMARY KEY", "run_id": "TEXT NOT NULL", "workload": "TEXT NOT NULL",
     "preset": "TEXT NOT NULL", "arm": "TEXT NOT NULL", "arm_kind": "TEXT NOT NULL", "techniques": "TEXT NOT NULL",
-    "control_of": "TEXT", "seed": "INTEGER NOT NULL", "pair_seed": "INTEGER NOT NULL", "status": f"TEXT NOT NULL CHECK (status IN {STATUSES!r})",
+    "control_of": "TEXT", "variant": "TEXT", "seed": "INTEGER NOT NULL", "pair_seed": "INTEGER NOT NULL", "status": f"TEXT NOT NULL CHECK (status IN {STATUSES!r})",
     "steps_to_target": "INTEGER", "target_resolution_steps": "INTEGER", "target_val_loss": "REAL", "best_val_loss": "REAL", "error": "TEXT",
     "device": "TEXT", "hardware_class": "TEXT", "technique_stats": "TEXT", "config": "TEXT",
     "started_at": "TEXT", "finished_at": "TEXT",
@@ -88,12 +88,13 @@ class TrialRecord:
     pair_seed: int
     control_of: str | None = None
     concurrent: bool = False  # other trials ran beside it (run --jobs N), sharing the machine
+    variant: str = "tuned"  # or "as_specified": the settings the seed document states
 
     @classmethod
     def of(cls, trial: TrialSpec, run_id: str, hardware_class: str, started_at: str, finished_at: str,
            concurrent: bool = False) -> TrialRecord:
         return cls(trial.trial_id, run_id, trial.arm.name, trial.arm.kind, hardware_class, trial.identity(),
-                   started_at, finished_at, trial.paired_with, trial.arm.control_of, concurrent)
+                   started_at, finished_at, trial.paired_with, trial.arm.control_of, concurrent, trial.arm.variant)
 
 
 class ResultsStore:
@@ -185,6 +186,7 @@ class ResultsStore:
             "trial_id": record.trial_id, "run_id": record.run_id, "workload": result.workload,
             "preset": result.preset, "arm": record.arm, "arm_kind": record.arm_kind,
             "techniques": json.dumps(list(result.techniques)), "control_of": record.control_of,
+            "variant": record.variant,
             "seed": result.seed, "pair_seed": record.pair_seed, "status": result.status,
             "steps_to_target": result.steps_to_target, "target_resolution_steps": result.target_resolution_steps,
             "target_val_loss": result.target_val_loss,

@@ -25,8 +25,8 @@ from step7bench.workloads import Budget
 SUITES_DIR = Path(__file__).resolve().parents[2] / "suites"
 """The shipped suites; `--suite NAME` means `SUITES_DIR/NAME.toml`."""
 
-ARM_GROUPS = ("baseline", "aa", "alone", "control", "seed_stack", "all_stack", "leave_one_out", "pairs",
-              "cumulative")
+ARM_GROUPS = ("baseline", "aa", "positive_controls", "alone", "as_specified", "control", "seed_stack", "all_stack",
+              "leave_one_out", "pairs", "cumulative")
 """Groups of arms a suite may ask for in `matrix.arms` (see `harness.matrix`)."""
 
 _NEEDS_SEED_STACK = ("seed_stack", "leave_one_out", "pairs", "cumulative")
@@ -229,6 +229,9 @@ class _SuiteReader:
             if key == "techniques" and self.specs[name].is_control:
                 raise doc.fail(path, f"{name!r} is a random control: it gets its own arm through the "
                                      "'control' arm group, not a place in matrix.techniques")
+            if key == "techniques" and self.specs[name].positive_control:
+                raise doc.fail(path, f"{name!r} is a positive control: it gets its own arm through the "
+                                     "'positive_controls' arm group, not a place in matrix.techniques")
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise doc.fail(path, f"matrix.{key} names {duplicates[0]!r} twice")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -101,3 +103,30 @@ def test_bad_shard_specs_are_refused(text):
 
 def test_a_shard_spec_parses():
     assert parse_shard("2/4") == (2, 4)
+
+
+def _with_tuning(tmp_path, fake_specs, extra_arms: str):
+    fake_specs["curriculum"] = dataclasses.replace(fake_specs["curriculum"], as_specified={"full_at": 0.5},
+                                                   grid=({"full_at": 0.2},))
+    (tmp_path / "t.toml").write_text(
+        '[[target]]\nworkload = "digits"\npreset = "micro"\ntarget_val_loss = 2.2\n\n'
+        '[[tuning]]\nworkload = "digits"\npreset = "micro"\ntechnique = "curriculum"\nwinner = {full_at = 0.2}\n')
+    path = tmp_path / "tuned.toml"
+    path.write_text(mini_suite_text(techniques='["curriculum"]', arms=f'["baseline", "alone", "control"{extra_arms}]')
+                    .replace("seeds = 1", 'seeds = 1\ntargets = "t.toml"').replace("target_val_loss = 2.2\n", ""))
+    return load_suite(str(path))
+
+
+def test_arms_train_at_the_workloads_tuned_settings_and_controls_inherit_them(tmp_path, fake_specs):
+    trials = {t.arm.name: t for t in plan_trials(_with_tuning(tmp_path, fake_specs, ', "as_specified"'))}
+    assert trials["curriculum"].settings == {"curriculum": {"full_at": 0.2}}
+    assert trials["curriculum_random"].settings == {"curriculum_random": {"full_at": 0.2}}
+    as_specified = trials["curriculum@as_specified"]
+    assert as_specified.settings == {"curriculum": {"full_at": 0.5}}
+    assert (as_specified.arm.kind, as_specified.arm.variant) == ("as_specified", "as_specified")
+    assert as_specified.trial_id != trials["curriculum"].trial_id
+
+
+def test_the_positive_controls_are_arms_of_their_own(tmp_path, fake_specs):
+    arms = {t.arm.name: t.arm.kind for t in plan_trials(_with_tuning(tmp_path, fake_specs, ', "positive_controls"'))}
+    assert arms["warm_start"] == arms["lr_scale"] == "positive_control"
