@@ -19,7 +19,7 @@ from pathlib import Path
 from step7bench.analysis.gate import (GATED_ACCOUNTINGS, IMPROVED, REGRESSED, UNCHANGED, GateRow, Thresholds,
                                       baseline_dict, compare_estimates)
 from step7bench.analysis.results import Analysis, analyze, load_results
-from step7bench.analysis.speedups import BootstrapSettings, SpeedupEstimate
+from step7bench.analysis.speedups import SpeedupEstimate
 
 ONLY_IN_A, ONLY_IN_B = "A only", "B only"
 MARKS = (REGRESSED, IMPROVED, UNCHANGED, ONLY_IN_A, ONLY_IN_B)
@@ -78,11 +78,10 @@ def compare_analyses(a: Analysis, b: Analysis, thresholds: Thresholds = Threshol
     return Comparison(rows, outcome.baseline_class, outcome.results_class)
 
 
-def compare_folders(folder_a: Path, folder_b: Path, thresholds: Thresholds = Thresholds(),
-                    settings: BootstrapSettings = BootstrapSettings()) -> Comparison:
+def compare_folders(folder_a: Path, folder_b: Path, thresholds: Thresholds = Thresholds()) -> Comparison:
     """`compare_analyses` of two results folders (no claims judged)."""
-    a = analyze(load_results(folder_a), claims=[], settings=settings)
-    b = analyze(load_results(folder_b), claims=[], settings=settings)
+    a = analyze(load_results(folder_a), claims=[])
+    b = analyze(load_results(folder_b), claims=[])
     return compare_analyses(a, b, thresholds)
 
 

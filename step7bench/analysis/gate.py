@@ -44,7 +44,7 @@ from scipy.stats import mannwhitneyu
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
-from step7bench.analysis.summary import json_ready, summary_dict
+from step7bench.analysis.summary import json_ready, summary_runs, summary_suite
 from step7bench.errors import UserError
 
 BASELINE_KIND = "step7bench-baseline"
@@ -68,15 +68,21 @@ GATED_ACCOUNTINGS = ("finetune", "all_in")  # amortized is all-in scaled: gating
 
 def baseline_dict(analysis: Analysis) -> dict[str, Any]:
     """A baseline file's content: provenance, and per (workload, arm, metric, accounting) the
-    median speedup and the per-seed speedups the significance test needs."""
-    summary = summary_dict(analysis)
+    median speedup and the per-seed speedups the significance test needs. The per-seed numbers
+    follow `analysis.stats.seed_speedups` (0: the arm missed, inf: only the baseline did); this
+    file, read only by `load_baseline`, writes infinity as the string "inf"."""
     entries = [{"workload": e.workload, "arm": e.arm, "metric": e.metric, "accounting": e.accounting,
-                "median": e.median, "per_seed": list(e.per_seed), "seeds": list(e.seeds),
+                "median": _number(e.median), "per_seed": [_number(v) for v in e.per_seed], "seeds": list(e.seeds),
                 "time_bound_trials": e.n_time_bound}
                for e in analysis.estimates if e.accounting in GATED_ACCOUNTINGS]
-    return {"kind": BASELINE_KIND, "schema_version": BASELINE_SCHEMA_VERSION, "suite": summary["suite"],
-            "hardware_class": summary["hardware"]["hardware_class"], "fingerprint": summary["hardware"]["fingerprint"],
-            "runs": summary["runs"], "entries": json_ready(entries)}
+    return json_ready({"kind": BASELINE_KIND, "schema_version": BASELINE_SCHEMA_VERSION,
+                       "suite": summary_suite(analysis), "hardware_class": analysis.results.hardware_class,
+                       "fingerprint": analysis.results.fingerprint, "runs": summary_runs(analysis),
+                       "entries": entries})
+
+
+def _number(value: float) -> float | str:
+    return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
 
 
 def save_baseline(analysis: Analysis, path: Path) -> Path:

@@ -84,6 +84,26 @@ def supports(metric: Metric, accounting: Accounting) -> bool:
     return accounting == "finetune" or metric.pretrain_column is not None
 
 
+def spent(trials: pd.DataFrame, metric: Metric, accounting: Accounting = "finetune",
+          downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> pd.Series:
+    """What each trial spent in `metric.unit` when it stopped, whether it reached the target or
+    not: a missed trial's cost to target is known to exceed it (right-censored there). A trial
+    that spent nothing is given the smallest positive number, so its bound says nothing."""
+    return _ledger_cost(trials, metric, accounting, downstream_tasks).clip(lower=np.finfo(float).tiny)
+
+
+def _ledger_cost(trials: pd.DataFrame, metric: Metric, accounting: Accounting, downstream_tasks: int) -> pd.Series:
+    if not supports(metric, accounting):
+        raise ValueError(f"accounting: {metric.name} has no pretraining counterpart for {accounting!r}")
+    if downstream_tasks < 1:
+        raise ValueError(f"downstream_tasks: must be >= 1, got {downstream_tasks}")
+    cost = trials[metric.column].astype(float)
+    if accounting != "finetune":
+        pretrain = trials[metric.pretrain_column].astype(float)
+        cost = cost + (pretrain if accounting == "all_in" else pretrain / downstream_tasks)
+    return cost * metric.scale
+
+
 def costs_to_target(trials: pd.DataFrame, metric: Metric, accounting: Accounting = "finetune",
                     downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> pd.Series:
     """Each trial's cost to target in `metric.unit`, indexed like `trials`; inf where the target was
@@ -91,15 +111,7 @@ def costs_to_target(trials: pd.DataFrame, metric: Metric, accounting: Accounting
 
     Raises ValueError for a failed trial (it measured nothing) or an accounting the metric lacks.
     """
-    if not supports(metric, accounting):
-        raise ValueError(f"accounting: {metric.name} has no pretraining counterpart for {accounting!r}")
-    if downstream_tasks < 1:
-        raise ValueError(f"downstream_tasks: must be >= 1, got {downstream_tasks}")
     if (trials["status"] == "failed").any():
         raise ValueError("trials: failed trials have no cost; leave them out first")
-    cost = trials[metric.column].astype(float)
-    if accounting != "finetune":
-        pretrain = trials[metric.pretrain_column].astype(float)
-        cost = cost + (pretrain if accounting == "all_in" else pretrain / downstream_tasks)
-    cost = cost * metric.scale
+    cost = _ledger_cost(trials, metric, accounting, downstream_tasks)
     return cost.where(trials["status"] == "reached", np.inf)

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from step7bench.analysis.checks import AACheck, ControlComparison, aa_checks, control_comparisons
-from step7bench.analysis.claims import ClaimResult, CumulativeRow, cumulative_table, judge_claims
+from step7bench.analysis.censored import look_sizes, spending_levels
+from step7bench.analysis.checks import (AACheck, ControlComparison, PositiveControl, aa_checks, control_comparisons,
+                                        positive_controls)
+from step7bench.analysis.claims import ClaimResult, CumulativeRow, Judge, Look, trial_activity
 from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS
-from step7bench.analysis.speedups import BootstrapSettings, CostTable, SpeedupEstimate, all_estimates
+from step7bench.analysis.speedups import CostTable, SpeedupEstimate, all_estimates
+from step7bench.analysis.stats import DEFAULT_CONFIDENCE
 from step7bench.errors import UserError
 from step7bench.harness.claims import Claim, load_claims
 from step7bench.harness.store import DATABASE_NAME, ResultsStore
@@ -42,6 +45,58 @@ class Results:
         """The device fingerprint of the latest run (runs are in start order), None if none recorded."""
         texts = [text for text in self.runs.get("device_fingerprint", []) if isinstance(text, str)]
         return json.loads(texts[-1]) if texts else None
+
+    def _run_json(self, column: str) -> list[Any]:
+        """A JSON column of the runs table, parsed, for the runs that recorded it (in start order)."""
+        return [json.loads(text) for text in self.runs.get(column, []) if isinstance(text, str) and text]
+
+    @property
+    def calibration(self) -> dict[str, Any]:
+        """workload/preset -> {"target": the targets file's record, "tuning": its [[tuning]] records},
+        as the latest run was calibrated."""
+        records = [record for record in self._run_json("calibration") if record]
+        return records[-1] if records else {}
+
+    @property
+    def expected_weak_speedups(self) -> dict[str, float]:
+        """workload -> calibration's baseline speedup over the weakened reference (where measured)."""
+        speedups = {}
+        for entry in self.calibration.values():
+            target = entry.get("target") or {}
+            weak = target.get("weak_reference")
+            if isinstance(weak, dict) and isinstance(weak.get("speedup"), (int, float)):
+                speedups[target["workload"]] = float(weak["speedup"])
+        return speedups
+
+    def arm_settings(self, workload: str, arm: str) -> dict[str, Any]:
+        """The settings an arm's techniques ran with (from its first trial's recorded identity)."""
+        rows = self.trials[(self.trials["workload"] == workload) & (self.trials["arm"] == arm)]
+        if rows.empty or "config" not in rows or not isinstance(rows["config"].iloc[0], str):
+            return {}
+        return json.loads(rows["config"].iloc[0]).get("settings", {})
+
+    @property
+    def past_deadline(self) -> list[dict[str, Any]]:
+        """The trials a deadline kept from starting in the latest run that had one: a partial matrix."""
+        lists = [entries for entries in self._run_json("past_deadline") if entries]
+        return lists[-1] if lists else []
+
+    @property
+    def adaptive(self) -> dict[str, Any]:
+        """The adaptive design of the latest run that used one (`run --adaptive`), else {}."""
+        designs = [design for design in self._run_json("adaptive") if design]
+        return designs[-1] if designs else {}
+
+    def looks(self, claims: Sequence[Claim]) -> dict[tuple[str, str], Look]:
+        """(claim name, workload) -> the look that decided it in an adaptive design: its seeds and
+        its spending level's confidence. Empty without a design: every claim uses every seed."""
+        design = self.adaptive
+        if not design:
+            return {}
+        sizes = look_sizes(design["initial"], design["batch"], design["max_seeds"])
+        levels = spending_levels(len(sizes), design["alpha"], design["shape"])
+        return {(name, workload): Look(1 - levels[look - 1], sizes[look - 1])
+                for key, look in design["decided_at"].items() for name, workload in [key.split("|", 1)]}
 
     @property
     def hardware_class(self) -> str:
@@ -82,36 +137,61 @@ class Analysis:
     """Everything derived from one results folder, computed once for the report, summary and gate."""
 
     results: Results
-    settings: BootstrapSettings
+    confidence: float
     downstream_tasks: int
     estimates: list[SpeedupEstimate]
     claims: list[ClaimResult]
     cumulative: list[CumulativeRow]
     controls: list[ControlComparison]
     aa: list[AACheck]
+    positive_controls: list[PositiveControl] = field(default_factory=list)
 
     @property
     def untrusted_metrics(self) -> list[tuple[str, str]]:
         """(workload, metric) pairs whose A/A interval does not hold 1."""
         return [(check.workload, check.metric) for check in self.aa if not check.holds_one]
 
+    @property
+    def failed_positive_controls(self) -> list[PositiveControl]:
+        return [control for control in self.positive_controls if not control.holds]
 
-def analyze(results: Results, claims: Sequence[Claim], settings: BootstrapSettings = BootstrapSettings(),
+    @property
+    def instrument_trusted(self) -> bool:
+        """Whether every check ran and held: an A/A arm holding 1 on every metric, and every
+        positive control finding its known speedup."""
+        return bool(self.aa) and not self.untrusted_metrics and not self.failed_positive_controls
+
+
+def trust(aa: Sequence[AACheck], controls: Sequence[PositiveControl]) -> dict[tuple[str, str], str]:
+    """(workload, metric) -> why a verdict there is not to be trusted ("" where it is)."""
+    reasons: dict[tuple[str, str], str] = {}
+    failed = {control.workload: control.name for control in controls if not control.holds}
+    for check in aa:
+        if not check.holds_one:
+            reasons[(check.workload, check.metric)] = (f"the A/A check does not hold 1 on {check.metric} "
+                                                       f"({check.measured.interval.low:.2f}-"
+                                                       f"{check.measured.interval.high:.2f})")
+        elif check.workload in failed:
+            reasons[(check.workload, check.metric)] = f"the {failed[check.workload]} positive control failed"
+    return reasons
+
+
+def analyze(results: Results, claims: Sequence[Claim], confidence: float = DEFAULT_CONFIDENCE,
             downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> Analysis:
-    """Speedups of every arm, verdicts on `claims`, the cumulative table, techniques against their
-    random controls (as the trials record them) and the A/A check."""
+    """Speedups of every arm, the instrument's checks (A/A, positive controls), verdicts on
+    `claims` (on a trusted metric, at each claim's look), the cumulative table, and techniques
+    against their random controls (as the trials record them)."""
     table = CostTable(results.trials, downstream_tasks)
+    aa = aa_checks(table, confidence)
+    positives = positive_controls(table, results.trials, results.expected_weak_speedups, confidence)
+    judge = Judge(table, trust(aa, positives), trial_activity(results.trials), results.looks(claims))
     return Analysis(
-        results=results, settings=settings, downstream_tasks=downstream_tasks,
-        estimates=all_estimates(table, settings),
-        claims=judge_claims(table, claims, settings),
-        cumulative=cumulative_table(table, claims, settings),
-        controls=control_comparisons(table, settings),
-        aa=aa_checks(table, settings))
+        results=results, confidence=confidence, downstream_tasks=downstream_tasks,
+        estimates=all_estimates(table, confidence), claims=judge.claims(claims), cumulative=judge.cumulative(claims),
+        controls=control_comparisons(table, confidence), aa=aa, positive_controls=positives)
 
 
 def analyze_folder(folder: Path | str, claims_path: Path | str = DEFAULT_CLAIMS,
-                   settings: BootstrapSettings = BootstrapSettings(),
+                   confidence: float = DEFAULT_CONFIDENCE,
                    downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> Analysis:
-    return analyze(load_results(folder), load_claims(claims_path), settings=settings,
-                   downstream_tasks=downstream_tasks)
+    return analyze(load_results(folder), load_claims(claims_path), confidence, downstream_tasks)

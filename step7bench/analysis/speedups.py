@@ -1,9 +1,16 @@
-"""Speedups of every arm over the baseline, paired by seed, on every metric and accounting.
+"""Speedups of every arm over a reference arm, paired by seed, on every metric and accounting.
 
 Pairing (the harness's design): every trial records the baseline seed it is paired with
 (`pair_seed`): its own seed for the arms that share seeds with the baseline, baseline seed i for
 the A/A arm's trial on another seed. Failed trials (the code raised) measured nothing: the pair
 is left out on both sides and the failure counted in `n_failed`.
+
+A seed's speedup is cost(reference) / cost(arm) to the target. A trial that missed the target is
+right-censored at what it spent (AlgoPerf keeps misses; they are never dropped and never zero):
+a missed arm bounds the seed's speedup from above, a missed reference from below, and a seed
+where both missed says nothing. The speedup over seeds is the geometric mean, with an interval
+from the censored log-normal model of `analysis.censored` (exactly the paired t-interval on log
+speedups when nothing is censored), whose coverage is checked by simulation in the tests.
 """
 
 from __future__ import annotations
@@ -13,51 +20,46 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from step7bench.analysis.censored import CensoredEstimate, log_mean_interval, log_ratio_bounds
 from step7bench.analysis.metrics import (ACCOUNTINGS, DEFAULT_DOWNSTREAM_TASKS, METRICS, Accounting, Metric,
-                                         costs_to_target, supports)
-from step7bench.analysis.stats import (DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Interval, median, olympic_mean,
-                                       median_rows, paired_bootstrap, seed_speedups)
+                                         costs_to_target, spent, supports)
+from step7bench.analysis.stats import DEFAULT_CONFIDENCE, Interval, median, seed_speedups
 from step7bench.engine import TIME_BOUND
-from step7bench.seeding import numpy_rng
 
 BASELINE_ARM = "baseline"
 AA_ARM = "aa"
 
 
 @dataclass(frozen=True)
-class BootstrapSettings:
-    """How intervals are drawn. Every interval's resampling stream is seeded from `seed` and the
-    name of what it estimates, so a report regenerated from the same results is identical."""
-
-    resamples: int = DEFAULT_RESAMPLES
-    confidence: float = DEFAULT_CONFIDENCE
-    seed: int = 0
-
-    def rng(self, *purpose: object) -> np.random.Generator:
-        return numpy_rng(self.seed, "bootstrap:" + ":".join(map(str, purpose)))
-
-
-@dataclass(frozen=True)
 class PairedCosts:
-    """Costs of one arm and its reference arm (`baseline`) on the seeds where both measured
-    something, sorted by seed. `baseline_seeds` differ from `seeds` only for the A/A arm."""
+    """Costs to target (inf: missed) and what each trial spent, of one arm and its reference on
+    the baseline seeds where both measured something, in seed order. `seeds` are the arm's own
+    seeds, `baseline_seeds` the reference's (they differ only for the A/A arm)."""
 
     seeds: np.ndarray
     baseline_seeds: np.ndarray
     baseline: np.ndarray
     arm: np.ndarray
+    baseline_spent: np.ndarray
+    arm_spent: np.ndarray
     n_failed: int
     n_time_bound: int = 0  # paired trials (either side) stopped by their wall-clock budget
 
     def speedups(self) -> np.ndarray:
+        """Per seed, as a number: the ratio, 0 when the arm missed, inf when only the reference did,
+        1 when both did (`analysis.stats.seed_speedups`; the gate compares these)."""
         return seed_speedups(self.baseline, self.arm)
+
+    def log_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per seed, bounds on the log speedup (equal where both reached)."""
+        return log_ratio_bounds(self.baseline, self.arm, self.baseline_spent, self.arm_spent)
 
 
 @dataclass(frozen=True)
 class SpeedupEstimate:
-    """Speedup of one arm over a reference arm (the baseline unless stated) on one metric:
-    cost(reference) / cost(arm) per seed,
-    aggregated by the median (olympic mean also given), with a paired bootstrap interval."""
+    """The speedup of one arm over a reference arm (the baseline unless stated) on one metric:
+    cost(reference) / cost(arm), per seed and over seeds (the geometric mean of the censored
+    model, with its interval)."""
 
     workload: str
     arm: str
@@ -68,14 +70,50 @@ class SpeedupEstimate:
     accounting: Accounting
     seeds: tuple[int, ...]
     per_seed: tuple[float, ...]
-    median: float
-    olympic_mean: float
-    interval: Interval
+    per_seed_low: tuple[float, ...]  # bounds on each seed's speedup: equal where both reached
+    per_seed_high: tuple[float, ...]
+    estimate: CensoredEstimate
     n_arm_missed: int
     n_reference_missed: int
     n_failed: int
     deterministic: bool
     n_time_bound: int = 0
+
+    @property
+    def point(self) -> float:
+        """The geometric-mean speedup (0 when every informative seed's arm missed, inf when
+        every reference did; NaN when no seed says anything)."""
+        return self.estimate.speedup
+
+    @property
+    def median(self) -> float:
+        """The median of the per-seed numbers (the gate's aggregate)."""
+        return median(self.per_seed)
+
+    @property
+    def interval(self) -> Interval:
+        return Interval(self.estimate.speedup_low, self.estimate.speedup_high)
+
+    @property
+    def censored(self) -> bool:
+        return bool(self.n_arm_missed or self.n_reference_missed)
+
+    @property
+    def n_both_missed(self) -> int:
+        return self.estimate.n_uninformative
+
+    @property
+    def n_reached(self) -> int:
+        """Seeds on which the arm reached the target."""
+        return self.n_seeds - self.n_arm_missed
+
+    @property
+    def upper_bound(self) -> float:
+        """When the arm missed on every seed: the largest speedup its misses allow (every seed's
+        speedup is below its own bound, so below this one); NaN otherwise."""
+        if self.n_arm_missed != self.n_seeds or not self.n_seeds:
+            return float("nan")
+        return max(self.per_seed_high)
 
     @property
     def time_bound(self) -> bool:
@@ -89,8 +127,8 @@ class SpeedupEstimate:
 
 
 class CostTable:
-    """Every measured trial's cost to target on every metric and accounting, computed once and
-    indexed by (workload, arm), so the many estimates of a report pair arrays, not frames.
+    """Every measured trial's cost to target and spend on every metric and accounting, computed
+    once and indexed by (workload, arm), so the many estimates of a report pair arrays, not frames.
 
     Failed trials are left out (they measured nothing) and counted per arm.
     """
@@ -110,15 +148,20 @@ class CostTable:
         self._info = {(w, a): (str(k), tuple(t), c if isinstance(c, str) else None) for w, a, k, t, c in
                       trials[["workload", "arm", "arm_kind", "techniques", "control_of"]]
                       .drop_duplicates(["workload", "arm"]).itertuples(index=False)}
-        self._costs = {(metric.name, accounting): costs_to_target(measured, metric, accounting, downstream_tasks)
-                       .to_numpy() for metric in METRICS for accounting in ACCOUNTINGS if supports(metric, accounting)}
+        variants = trials["variant"] if "variant" in trials else pd.Series(None, index=trials.index)
+        self._variants = {(w, a): v if isinstance(v, str) else "tuned"
+                          for w, a, v in zip(trials["workload"], trials["arm"], variants)}
+        pairs = [(metric, accounting) for metric in METRICS for accounting in ACCOUNTINGS
+                 if supports(metric, accounting)]
+        self._costs = {(m.name, a): costs_to_target(measured, m, a, downstream_tasks).to_numpy() for m, a in pairs}
+        self._spent = {(m.name, a): spent(measured, m, a, downstream_tasks).to_numpy() for m, a in pairs}
         self._pretrain = {metric.name: measured[metric.pretrain_column].to_numpy(dtype=float)
                           for metric in METRICS if metric.pretrain_column}
-        self._metrics = {workload: self._spent(measured, rows) for workload, rows in
+        self._metrics = {workload: self._spent_metrics(measured, rows) for workload, rows in
                          measured.groupby("workload", sort=True).indices.items()}
 
     @staticmethod
-    def _spent(measured: pd.DataFrame, rows: np.ndarray) -> list[Metric]:
+    def _spent_metrics(measured: pd.DataFrame, rows: np.ndarray) -> list[Metric]:
         """The metrics a workload spends: those whose every cost of a reached trial is positive (a
         classifier has no tokens; an unmeasured figure would be zero, and zero has no speedup)."""
         reached = measured.iloc[rows]
@@ -143,6 +186,10 @@ class CostTable:
         """The technique a random-control arm stands for; None for any other arm."""
         return self._info[(workload, arm)][2]
 
+    def variant(self, workload: str, arm: str) -> str:
+        """"tuned", or "as_specified" for an arm at the seed document's settings."""
+        return self._variants[(workload, arm)]
+
     def metrics(self, workload: str) -> list[Metric]:
         return self._metrics.get(workload, [])
 
@@ -152,23 +199,30 @@ class CostTable:
         return metric.name in self._pretrain and bool((self._pretrain[metric.name][rows] > 0).any())
 
     def pair(self, workload: str, arm: str, metric: Metric, accounting: Accounting = "finetune",
-             reference: str = BASELINE_ARM) -> PairedCosts:
-        """Pair `arm` with `reference` on one workload (see the module docstring)."""
+             reference: str = BASELINE_ARM, max_pair_seeds: int | None = None) -> PairedCosts:
+        """Pair `arm` with `reference` on one workload (see the module docstring), on the first
+        `max_pair_seeds` baseline seeds when given (an adaptive design's look)."""
         for name in (arm, reference):
             if (workload, name) not in self._info:
                 raise ValueError(f"arm: no trials of {name!r} on {workload!r}")
         # By the pair seed each trial records, never by position: a failed trial on either side
         # would otherwise shift every later pair onto the wrong partner.
-        costs = self._costs[(metric.name, accounting)]
-        arm_side, ref_side = self._side(workload, arm, costs), self._side(workload, reference, costs)
-        common = arm_side.index.intersection(ref_side.index).sort_values()
-        seeds = self._side(workload, arm, self._seeds).loc[common].to_numpy()
-        ref_seeds = self._side(workload, reference, self._seeds).loc[common].to_numpy()
+        key = (metric.name, accounting)
+        arm_cost, ref_cost = self._side(workload, arm, self._costs[key]), self._side(workload, reference,
+                                                                                   self._costs[key])
+        common = arm_cost.index.intersection(ref_cost.index).sort_values()
+        if max_pair_seeds is not None:
+            common = common[common < max_pair_seeds]
         n_failed = self._failed.get((workload, arm), 0) + self._failed.get((workload, reference), 0)
         n_time_bound = (self._side(workload, arm, self._time_bound).loc[common].sum()
                         + self._side(workload, reference, self._time_bound).loc[common].sum())
-        return PairedCosts(seeds, ref_seeds, ref_side.loc[common].to_numpy(), arm_side.loc[common].to_numpy(),
-                           int(n_failed), int(n_time_bound))
+        return PairedCosts(
+            seeds=self._side(workload, arm, self._seeds).loc[common].to_numpy(),
+            baseline_seeds=self._side(workload, reference, self._seeds).loc[common].to_numpy(),
+            baseline=ref_cost.loc[common].to_numpy(), arm=arm_cost.loc[common].to_numpy(),
+            baseline_spent=self._side(workload, reference, self._spent[key]).loc[common].to_numpy(),
+            arm_spent=self._side(workload, arm, self._spent[key]).loc[common].to_numpy(),
+            n_failed=int(n_failed), n_time_bound=int(n_time_bound))
 
     def _side(self, workload: str, arm: str, values: np.ndarray) -> pd.Series:
         """`values` (one per measured trial) of one arm's trials, indexed by the baseline seed each
@@ -178,26 +232,26 @@ class CostTable:
 
 
 def estimate(table: CostTable, workload: str, arm: str, metric: Metric, accounting: Accounting = "finetune",
-             settings: BootstrapSettings = BootstrapSettings(),
-             reference: str = BASELINE_ARM) -> SpeedupEstimate | None:
-    """The speedup of `arm` over `reference` (cost(reference) / cost(arm)) on one workload;
-    None when no seed pairs."""
-    pairs = table.pair(workload, arm, metric, accounting, reference)
+             confidence: float = DEFAULT_CONFIDENCE, reference: str = BASELINE_ARM,
+             max_pair_seeds: int | None = None) -> SpeedupEstimate | None:
+    """The speedup of `arm` over `reference` (cost(reference) / cost(arm)) on one workload, with an
+    interval at `confidence`; None when no seed pairs."""
+    pairs = table.pair(workload, arm, metric, accounting, reference, max_pair_seeds)
     if pairs.seeds.size == 0:
         return None
-    speedups = pairs.speedups()
-    rng = settings.rng(workload, arm, reference, metric.name, accounting)
-    interval = paired_bootstrap(median_rows, [speedups], rng, settings.resamples, settings.confidence)
+    low, high = pairs.log_bounds()
+    with np.errstate(over="ignore"):
+        per_seed_low, per_seed_high = np.exp(low), np.exp(high)
     return SpeedupEstimate(
         workload=workload, arm=arm, arm_kind=table.kind(workload, arm), techniques=table.techniques(workload, arm),
         reference=reference, metric=metric.name, accounting=accounting, seeds=tuple(int(s) for s in pairs.seeds),
-        per_seed=tuple(float(s) for s in speedups), median=median(speedups), olympic_mean=olympic_mean(speedups),
-        interval=interval, n_arm_missed=int(np.isinf(pairs.arm).sum()),
-        n_reference_missed=int(np.isinf(pairs.baseline).sum()), n_failed=pairs.n_failed,
-        deterministic=metric.deterministic, n_time_bound=pairs.n_time_bound)
+        per_seed=tuple(float(s) for s in pairs.speedups()), per_seed_low=tuple(map(float, per_seed_low)),
+        per_seed_high=tuple(map(float, per_seed_high)), estimate=log_mean_interval(low, high, confidence),
+        n_arm_missed=int(np.isinf(pairs.arm).sum()), n_reference_missed=int(np.isinf(pairs.baseline).sum()),
+        n_failed=pairs.n_failed, deterministic=metric.deterministic, n_time_bound=pairs.n_time_bound)
 
 
-def all_estimates(table: CostTable, settings: BootstrapSettings = BootstrapSettings()) -> list[SpeedupEstimate]:
+def all_estimates(table: CostTable, confidence: float = DEFAULT_CONFIDENCE) -> list[SpeedupEstimate]:
     """Every arm but the baseline, on every workload, metric the workload spends and accounting
     the metric has. Arms in the order they first appear in the trials."""
     estimates = []
@@ -207,19 +261,7 @@ def all_estimates(table: CostTable, settings: BootstrapSettings = BootstrapSetti
         for arm in (a for a in table.arms(workload) if a != BASELINE_ARM):
             for metric in table.metrics(workload):
                 for accounting in (a for a in ACCOUNTINGS if supports(metric, a)):
-                    found = estimate(table, workload, arm, metric, accounting, settings)
+                    found = estimate(table, workload, arm, metric, accounting, confidence)
                     if found is not None:
                         estimates.append(found)
     return estimates
-
-
-def estimates_frame(estimates: list[SpeedupEstimate]) -> pd.DataFrame:
-    """One row per estimate, the interval as `ci_low`/`ci_high` (for tables and figures)."""
-    rows = [{"workload": e.workload, "arm": e.arm, "arm_kind": e.arm_kind, "techniques": e.techniques,
-             "metric": e.metric, "accounting": e.accounting, "n_seeds": e.n_seeds, "median": e.median,
-             "olympic_mean": e.olympic_mean, "ci_low": e.interval.low, "ci_high": e.interval.high,
-             "n_arm_missed": e.n_arm_missed, "n_reference_missed": e.n_reference_missed, "n_failed": e.n_failed}
-            for e in estimates]
-    return pd.DataFrame(rows, columns=["workload", "arm", "arm_kind", "techniques", "metric", "accounting",
-                                       "n_seeds", "median", "olympic_mean", "ci_low", "ci_high", "n_arm_missed",
-                                       "n_reference_missed", "n_failed"])

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from step7bench.cli.arguments import add_verb, non_negative_int, positive_int
-from step7bench.cli.choices import DEFAULT_DOWNSTREAM_TASKS, DEFAULT_RESAMPLES
+from step7bench.cli.arguments import add_verb, positive_int, probability
+from step7bench.cli.choices import DEFAULT_CONFIDENCE, DEFAULT_DOWNSTREAM_TASKS
 from step7bench.cli.input_errors import check_results_database
 
 DESCRIPTION = """
 (Re)write the report of a results folder from its stored trials: index.html (self-contained),
 the PNG figures and summary.json, next to the results. `run` does this at the end; rerun it to
-judge other claims or with other bootstrap settings. Nothing is trained.
+judge other claims or at another confidence. Nothing is trained.
 """
 
 
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = add_verb(subparsers, "report", summary="write index.html, figures and summary.json of a results folder",
                       description=DESCRIPTION,
                       examples=["step7bench report --results reports/quick",
-                                "step7bench report --results reports/quick --claims my-claims.toml --resamples 5000"])
+                                "step7bench report --results reports/quick --claims my-claims.toml --confidence 0.9"])
     parser.add_argument("--results", type=Path, required=True, metavar="DIR",
                         help="results folder (the report is written there)")
     parser.add_argument("--claims", type=Path, metavar="FILE",
@@ -28,20 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--downstream-tasks", type=positive_int, default=DEFAULT_DOWNSTREAM_TASKS, metavar="K",
                         help="tasks sharing one pretrained model in the amortized accounting "
                              f"(default {DEFAULT_DOWNSTREAM_TASKS})")
-    parser.add_argument("--resamples", type=positive_int, default=DEFAULT_RESAMPLES, metavar="N",
-                        help=f"bootstrap resamples per interval (default {DEFAULT_RESAMPLES})")
-    parser.add_argument("--bootstrap-seed", type=non_negative_int, default=0, metavar="S",
-                        help="seed of the bootstrap resampling (default 0)")
+    parser.add_argument("--confidence", type=probability, default=DEFAULT_CONFIDENCE, metavar="C",
+                        help=f"two-sided confidence of every interval (default {DEFAULT_CONFIDENCE:g}; an adaptive "
+                             "run's verdicts keep the confidence of the look that decided them)")
     parser.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from step7bench.analysis.results import DEFAULT_CLAIMS
-    from step7bench.analysis.speedups import BootstrapSettings
     from step7bench.report import write_report
 
-    settings = BootstrapSettings(resamples=args.resamples, seed=args.bootstrap_seed)
     check_results_database(args.results)
-    index = write_report(args.results, args.claims or DEFAULT_CLAIMS, settings, args.downstream_tasks)
+    index = write_report(args.results, args.claims or DEFAULT_CLAIMS, args.confidence, args.downstream_tasks)
     print(f"report: {index}")
     return 0

@@ -112,5 +112,7 @@ def _provenance(suite: Suite, fingerprint: dict[str, Any], command_line: Sequenc
         "suite_hash": suite.suite_hash, "command_line": " ".join(command_line or sys.argv),
         "python_version": platform.python_version(),
         "shard": f"{shard_spec[0]}/{shard_spec[1]}" if shard_spec else None, "jobs": jobs,
-        "calibration": {w.key: dict(w.calibration) for w in suite.workloads}, "overrides": list(suite.overrides),
+        "calibration": {w.key: {"target": dict(w.calibration), "tuning": [dict(t) for t in w.tuning]}
+                        for w in suite.workloads},
+        "overrides": list(suite.overrides),
     }

@@ -50,7 +50,7 @@ RUN_COLUMNS = {
     "run_id": "TEXT PRIMARY KEY", "started_at": "TEXT", "git_commit": "TEXT", "git_dirty": "INTEGER",
     "torch_version": "TEXT", "device_fingerprint": "TEXT", "hardware_class": "TEXT", "suite_name": "TEXT",
     "suite_hash": "TEXT", "command_line": "TEXT", "python_version": "TEXT", "shard": "TEXT", "jobs": "INTEGER",
-    "calibration": "TEXT", "overrides": "TEXT", "past_deadline": "TEXT",
+    "calibration": "TEXT", "overrides": "TEXT", "past_deadline": "TEXT", "adaptive": "TEXT",
 }
 TRIAL_COLUMNS = {
     "trial_id": "TEXT PRIMARY KEY", "run_id": "TEXT NOT NULL", "workload": "TEXT NOT NULL",
@@ -167,7 +167,8 @@ class ResultsStore:
         """Record one invocation; `provenance` has the RUN_COLUMNS (device_fingerprint a dict)."""
         row = {**provenance, "device_fingerprint": json.dumps(provenance["device_fingerprint"], sort_keys=True),
                "calibration": json.dumps(provenance.get("calibration") or {}, sort_keys=True, default=str),
-               "overrides": json.dumps(list(provenance.get("overrides") or []))}
+               "overrides": json.dumps(list(provenance.get("overrides") or [])),
+               "adaptive": json.dumps(provenance.get("adaptive") or {})}
         unknown = set(row) - set(RUN_COLUMNS)
         if unknown:
             raise ValueError(f"provenance has unknown keys: {sorted(unknown)}")

@@ -56,6 +56,7 @@ class WorkloadEntry:
     calibration_margin: float | None = None  # this workload's margin over the suite's, if set
     calibration: Mapping[str, Any] = field(default_factory=dict)  # the targets file's record
     tuned: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # technique -> winning settings
+    tuning: tuple[Mapping[str, Any], ...] = ()  # the [[tuning]] records: grids, results, costs
 
     @property
     def key(self) -> str:
@@ -278,7 +279,7 @@ class _SuiteReader:
         """A control runs at its technique's rate: it takes the technique's settings for every key it
         shares, so `[technique.curriculum] full_at = 0.3` also moves `curriculum_random`. A control's
         own setting of a shared key that differs is an error (two rates for one comparison); keys
-        only the control has (gradient_caching_random's fixed `reuse_rate`) stay its own."""
+        only the control has stay its own."""
         merged = {name: dict(values) for name, values in settings.items()}
         for name, values in settings.items():
             control = self.specs[name].control
@@ -348,7 +349,8 @@ class _SuiteReader:
                              target_val_loss=target, target_source=source,
                              data_seed=doc.get(entry, here, "data_seed", "non_negative_int", 0),
                              calibration_margin=self._margin(entry, here, None),
-                             calibration=calibrated.records.get(key, {}), tuned=calibrated.tuned.get(key, {}))
+                             calibration=calibrated.records.get(key, {}), tuned=calibrated.tuned.get(key, {}),
+                             tuning=calibrated.tunings.get(key, ()))
 
     def _target(self, entry: dict[str, Any], here: KeyPath, key: str, targets: Mapping[str, float],
                 preset_default: float) -> tuple[float, str]:
@@ -368,6 +370,7 @@ class Calibration:
     targets: Mapping[str, float] = field(default_factory=dict)
     records: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     tuned: Mapping[str, Mapping[str, Mapping[str, Any]]] = field(default_factory=dict)
+    tunings: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)
 
 
 def load_calibration(path: Path) -> Calibration:
@@ -383,13 +386,15 @@ def load_calibration(path: Path) -> Calibration:
         targets[key] = float(doc.get(entry, here, "target_val_loss", "positive_number"))
         records[key] = dict(entry)
     tuned: dict[str, dict[str, dict[str, Any]]] = {}
+    tunings: dict[str, tuple[Mapping[str, Any], ...]] = {}
     for index, entry in enumerate(doc.get(doc.values, (), "tuning", "table_list", [])):
         here = ("tuning", index)
         doc.check_keys(entry, here, TUNING_RECORD_KEYS, required=("workload", "preset", "technique", "winner"))
         key = f"{doc.get(entry, here, 'workload', 'str')}/{doc.get(entry, here, 'preset', 'str')}"
         tuned.setdefault(key, {})[doc.get(entry, here, "technique", "str")] = dict(doc.get(entry, here, "winner",
                                                                                          "table"))
-    return Calibration(targets, records, tuned)
+        tunings[key] = (*tunings.get(key, ()), dict(entry))
+    return Calibration(targets, records, tuned, tunings)
 
 
 TARGET_RECORD_KEYS = ("workload", "preset", "target_val_loss", "method", "median_best_val_loss", "margin",

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS
 from step7bench.analysis.results import DEFAULT_CLAIMS, Analysis, analyze_folder
-from step7bench.analysis.speedups import BootstrapSettings
+from step7bench.analysis.stats import DEFAULT_CONFIDENCE
 from step7bench.analysis.summary import write_summary
 from step7bench.report.figures import write_figures
 from step7bench.report.html import render
@@ -30,11 +30,10 @@ def write_analysis_report(analysis: Analysis, folder: Path) -> Path:
 
 
 def write_report(results_dir: Path | str, claims_path: Path | str = DEFAULT_CLAIMS,
-                 settings: BootstrapSettings = BootstrapSettings(),
-                 downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> Path:
+                 confidence: float = DEFAULT_CONFIDENCE, downstream_tasks: int = DEFAULT_DOWNSTREAM_TASKS) -> Path:
     """Analyse the results in `results_dir` against the claims file and write the report there."""
     results_dir = Path(results_dir)
-    return write_analysis_report(analyze_folder(results_dir, claims_path, settings, downstream_tasks), results_dir)
+    return write_analysis_report(analyze_folder(results_dir, claims_path, confidence, downstream_tasks), results_dir)
 
 
 __all__ = ["write_analysis_report", "write_report"]

@@ -144,7 +144,7 @@ def _ordered_arms(estimates: Sequence[SpeedupEstimate]) -> list[str]:
 
 
 def _forest_row(ax: Axes, y: float, found: SpeedupEstimate) -> None:
-    centre, edge = _clip(found.median)
+    centre, edge = _clip(found.point)
     low, _ = _clip(found.interval.low)
     high, _ = _clip(found.interval.high)
     ax.hlines(y, low, high, color="#34495e", linewidth=1.6)
@@ -166,7 +166,7 @@ def _cumulative(rows: Sequence[CumulativeRow], workloads: list[str]) -> Figure |
         for i, row in enumerate(mine):
             if row.measured is None:
                 continue
-            centre = _clip(row.measured.median)[0]
+            centre = _clip(row.measured.point)[0]
             low, high = _clip(row.measured.interval.low)[0], _clip(row.measured.interval.high)[0]
             ax.vlines(i, low, high, color="#2c3e50")
             ax.plot(i, centre, marker="o", color="#2c3e50", label="measured" if i == 0 else None)
@@ -245,7 +245,7 @@ def _controls(comparisons: Sequence[ControlComparison], workloads: list[str]) ->
 
 def _forest_row_colored(ax: Axes, y: float, found: SpeedupEstimate, color: str, label: str | None) -> None:
     low, high = _clip(found.interval.low)[0], _clip(found.interval.high)[0]
-    centre, edge = _clip(found.median)
+    centre, edge = _clip(found.point)
     ax.hlines(y, low, high, color=color, linewidth=1.6)
     ax.plot(centre, y, marker=edge or "o", color=color, markersize=5, label=label)
 

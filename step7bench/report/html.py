@@ -31,7 +31,7 @@ _ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("step7bench.report
 def render(analysis: Analysis, figures: dict[str, FigureFile]) -> str:
     """The page's HTML."""
     return _ENVIRONMENT.get_template("index.html.j2").render(
-        version=PACKAGE_VERSION, settings=analysis.settings, downstream_tasks=analysis.downstream_tasks,
+        version=PACKAGE_VERSION, confidence=analysis.confidence, downstream_tasks=analysis.downstream_tasks,
         claims=[_claim_row(c) for c in analysis.claims],
         cumulative=[_cumulative_row(r) for r in analysis.cumulative],
         aa=[_aa_row(c) for c in analysis.aa], untrusted=analysis.untrusted_metrics, has_aa=bool(analysis.aa),
@@ -55,7 +55,7 @@ def interval(found: Interval | None) -> str:
 
 def _measured(found: SpeedupEstimate | None) -> dict[str, str]:
     if found is None:
-        return {"median": "—", "interval": "—", "seeds": "0", "olympic": "—", "missed": ""}
+        return {"median": "—", "interval": "—", "seeds": "0", "missed": ""}
     missed = []
     if found.n_arm_missed:
         missed.append(f"arm missed on {found.n_arm_missed}")
@@ -63,8 +63,15 @@ def _measured(found: SpeedupEstimate | None) -> dict[str, str]:
         missed.append(f"reference missed on {found.n_reference_missed}")
     if found.n_failed:
         missed.append(f"{found.n_failed} failed trial(s) left out")
-    return {"median": number(found.median), "interval": interval(found.interval), "seeds": str(found.n_seeds),
-            "olympic": number(found.olympic_mean), "missed": "; ".join(missed)}
+    return {"median": speedup_text(found), "interval": interval(found.interval), "seeds": str(found.n_seeds),
+            "missed": "; ".join(missed)}
+
+
+def speedup_text(found: SpeedupEstimate) -> str:
+    """The speedup as read: a number, or for an arm that missed everywhere "missed k/k (< bound)"."""
+    if found.n_arm_missed == found.n_seeds:
+        return f"missed {found.n_arm_missed}/{found.n_seeds} (< {number(found.upper_bound)})"
+    return number(found.point)
 
 
 def _claim_row(result: ClaimResult) -> dict[str, Any]:
@@ -82,9 +89,8 @@ def _claim_row(result: ClaimResult) -> dict[str, Any]:
 def _cumulative_row(row: CumulativeRow) -> dict[str, Any]:
     return {"name": row.name, "workload": row.workload, "techniques": " + ".join(row.techniques),
             "claimed": number(row.claimed), **_measured(row.measured), "product": number(row.product_alone),
-            "interaction": number(row.interaction), "interaction_interval": interval(row.interaction_interval),
-            "undefined_share": (f"{row.interaction_interval.undefined_share:.0%}"
-                                if row.interaction_interval and row.interaction_interval.undefined_share else "")}
+            "interaction": number(row.interaction, absent="undefined"),
+            "interaction_interval": interval(row.interaction_interval)}
 
 
 def _aa_row(check: AACheck) -> dict[str, Any]:
@@ -123,7 +129,7 @@ def _speedup_table(estimates: Sequence[SpeedupEstimate]) -> dict[str, Any]:
     for found in estimates:
         if found.accounting == "finetune":
             cells.setdefault((found.workload, found.arm), {})[found.metric] = (
-                f"{number(found.median)} {interval(found.interval)}")
+                f"{speedup_text(found)} {interval(found.interval)}")
     rows = [{"workload": workload, "arm": arm, "cells": [values.get(m.name, "—") for m in metrics]}
             for (workload, arm), values in cells.items()]
     return {"metrics": [m.label for m in metrics], "rows": rows}

@@ -33,3 +33,16 @@ def flat_criterion(criterion: Criterion, logits: torch.Tensor, targets: torch.Te
     prediction, (B*T, V) against (B*T,) targets; so `nn.CrossEntropyLoss()` averages over every
     predicted token and skips its `ignore_index`."""
     return criterion(logits.flatten(0, -2), targets.flatten()) if logits.dim() == 3 else criterion(logits, targets)
+
+
+def percent(share: float) -> str:
+    """`share` (a fraction in [0, 1]) as a percentage for an activity summary: whole percents,
+    one decimal under 10%, never "0%" for a share above zero and never "100%" for one below
+    one (a mechanism that fired once in a thousand steps must not read as one that never did)."""
+    if share <= 0.0:
+        return "0%"
+    if share < 0.001:
+        return "<0.1%"
+    if share < 0.1:
+        return f"{share:.1%}"
+    return f"{share:.0%}" if share >= 1.0 or share < 0.995 else ">99%"

@@ -31,9 +31,22 @@ time* that runs faster while the validation loss improves and holds while it sta
 competence-feedback in the spirit of self-paced learning (Kumar et al. 2010). It never lags
 so far that the full set would be missed by the end of training.
 
+Scoring sized to the run (`candidate_pool`, model metrics only). Scoring all 20,000 examples of
+grammar-lm small costs a forward pass each, while a 300-step run draws only 9,600. So by default
+the order stage scores, with the reference model, a uniformly random subset (the trial's seeded
+generator) of the examples in play: ``candidate_pool`` x the examples the steps left before the
+budget's horizon will draw (batch size x steps left), at most all in play -- at step 0,
+``candidate_pool`` x steps x batch size. The ranking is the scored examples easiest first, then
+the unscored ones in random order: the pacing admits easy scored examples first and, once it has
+admitted every scored one, random unscored ones. When the examples in play change (active
+learning's rounds), scoring tops the scored ones up to the quota of that moment. ``"all"``
+scores every example in play, as the seed's `compute_difficulties` does. Every pass is charged
+through `ctx.score`; token metrics (length, rarity) need no forward pass and rank everything.
+
 The control (`curriculum_random`) keeps the same pacing over a random difficulty order: Wu,
 Dyer & Neyshabur (ICLR 2021) found that random order with the same growing data set often
-does as well, and only the difference to that control credits the ordering idea.
+does as well, and only the difference to that control credits the ordering idea. It selects
+what the technique would with scores drawn at random, so it pays no scoring pass.
 """
 
 from __future__ import annotations
@@ -52,9 +65,9 @@ from step7bench.engine.context import TrialContext
 from step7bench.engine.loop import run_trial
 from step7bench.engine.stages import OrderStage, Plugin
 from step7bench.seeding import derive_seed, torch_generator
-from step7bench.techniques._common import check_positive_int, user_device
+from step7bench.techniques._common import check_positive_int, percent, user_device
 from step7bench.techniques.pool_scoring import iter_batches, score_dataset
-from step7bench.techniques.registry import TechniqueSpec
+from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import IGNORE_INDEX, Budget, Workload, per_example_loss
 
 STRATEGIES = ("linear", "root", "exponential")
@@ -390,7 +403,9 @@ class _ReferenceModelDifficulty(_Difficulty):
         charged to this trial as overhead: its passes here, its seconds by the caller's
         `ctx.overhead()` window."""
         steps = max(1, round(self.reference_fraction * ctx.budget.max_steps))
-        hparams = dataclasses.replace(ctx.hparams, warmup_steps=max(1, steps // 10), eval_every=0)
+        # No validation check at all: neither coarse (eval_every) nor fine ones near a target.
+        hparams = dataclasses.replace(ctx.hparams, warmup_steps=max(1, steps // 10), eval_every=0,
+                                      eval_every_fine=0)
         result = run_trial(ctx.workload, derive_seed(ctx.seed, "curriculum/reference"), device=ctx.device,
                            target_val_loss=-math.inf, budget=Budget(steps, math.inf), hparams=hparams,
                            train=ctx.train, keep_model=True)
@@ -405,25 +420,38 @@ class _ReferenceModelDifficulty(_Difficulty):
                 "examples_scored": self.examples_scored}
 
 
+def scoring_quota(in_play: int, draws_left: int, factor: float | None) -> int:
+    """Examples in play that should have a difficulty: all of them when `factor` is None
+    (``candidate_pool = "all"``), else `factor` x the examples the steps left will draw, rounded
+    up, at most all in play."""
+    return in_play if factor is None else min(in_play, math.ceil(factor * draws_left))
+
+
 class PacedOrder(OrderStage):
     """Batches drawn uniformly from the easiest admitted examples of those in play.
 
     Each batch is sampled without replacement from the admitted prefix of the in-play
     examples ranked easiest first (Platanios et al. 2019 sample the same way); at least one
     batch's worth is always admitted. A new set in play (active learning's rounds) is ranked
-    afresh, scoring only the examples not scored before.
+    afresh, scoring only examples not scored before, and no more than the scoring quota
+    (`scoring_quota`, module docstring) needs; unscored examples rank after the scored ones, in
+    random order.
     """
 
-    def __init__(self, pacing: Pacing, difficulty: _Difficulty, clock: PaceClock | None) -> None:
+    def __init__(self, pacing: Pacing, difficulty: _Difficulty, clock: PaceClock | None,
+                 candidate_factor: float | None) -> None:
         self.pacing, self.difficulty, self.clock = pacing, difficulty, clock
+        self.candidate_factor = candidate_factor
+        self.admitted_fraction = self.first_admitted_fraction = 0.0  # at the last and at the first step paced
+        self.first_step, self.steps_paced, self.steps_on_a_subset = 0, 0, 0
 
     def setup(self, ctx: TrialContext) -> None:
         self._batch_generator = ctx.torch_generator("curriculum/batches")
         self._tie_generator = ctx.torch_generator("curriculum/ties")
+        self._candidate_generator = ctx.torch_generator("curriculum/candidates")
         self._known = torch.full((len(ctx.train),), math.nan)
         self._source: torch.Tensor | None = None
         self._ranked = torch.empty(0, dtype=torch.long)
-        self.admitted_fraction = 0.0
 
     def next_ids(self, ctx: TrialContext, in_play: torch.Tensor, batch_size: int) -> torch.Tensor:
         if in_play is not self._source:
@@ -431,23 +459,37 @@ class PacedOrder(OrderStage):
         time = self.clock.time_at(ctx.progress) if self.clock is not None else ctx.progress
         n_admitted = admitted_count(self.pacing.fraction(time), len(in_play), minimum=min(batch_size, len(in_play)))
         self.admitted_fraction = n_admitted / len(in_play)
+        if not self.steps_paced:
+            self.first_admitted_fraction, self.first_step = self.admitted_fraction, ctx.step
+        self.steps_paced += 1
+        self.steps_on_a_subset += n_admitted < len(in_play)
         picks = torch.randperm(n_admitted, generator=self._batch_generator)[:batch_size]
         return self._ranked[picks]
 
     def _rank(self, ctx: TrialContext, in_play: torch.Tensor) -> torch.Tensor:
-        unknown = in_play[torch.isnan(self._known[in_play])]
-        if len(unknown):
-            with ctx.overhead():
-                self._known[unknown] = self.difficulty.of(ctx, unknown)
-        return in_play[easiest_first(self._known[in_play], self._tie_generator)]
+        with ctx.overhead():
+            unknown = in_play[torch.isnan(self._known[in_play])]
+            draws_left = max(0, ctx.budget.max_steps - ctx.step) * ctx.hparams.batch_size
+            wanted = scoring_quota(len(in_play), draws_left, self.candidate_factor) - (len(in_play) - len(unknown))
+            if wanted > 0:
+                chosen = unknown[torch.randperm(len(unknown), generator=self._candidate_generator)[:wanted]]
+                self._known[chosen] = self.difficulty.of(ctx, chosen)
+            scored = ~torch.isnan(self._known[in_play])
+            known, rest = in_play[scored], in_play[~scored]
+            return torch.cat([known[easiest_first(self._known[known], self._tie_generator)],
+                              rest[torch.randperm(len(rest), generator=self._candidate_generator)]])
 
     def on_eval(self, ctx: TrialContext, val_loss: float) -> None:
         if self.clock is not None:
             self.clock.observe(val_loss)
 
     def stats(self) -> dict[str, Any]:
-        stats = {"strategy": self.pacing.strategy, "admitted_fraction": self.admitted_fraction,
-                 **self.difficulty.stats()}
+        subset_share = self.steps_on_a_subset / max(self.steps_paced, 1)
+        summary = (f"admitted {percent(self.first_admitted_fraction)} of the data at step {self.first_step}; "
+                   f"{percent(subset_share)} of steps saw a strict subset")
+        stats = {"activity": activity(self.steps_on_a_subset > 0, summary, subset_share),
+                 "strategy": self.pacing.strategy, "admitted_fraction": self.admitted_fraction,
+                 "steps_on_a_subset": self.steps_on_a_subset, **self.difficulty.stats()}
         if self.clock is not None:
             stats.update(pace_time=self.clock.time, pace_rate=self.clock.rate)
         return stats
@@ -465,6 +507,7 @@ DEFAULTS: dict[str, Any] = {
     "dynamic_max_rate": 4.0,            # at most this many times the static pace
     "dynamic_min_improvement": 1e-3,    # relative drop of the best validation loss that counts
     "reference_fraction": 0.1,          # reference model's training, as a fraction of the step budget
+    "candidate_pool": 1,                # examples scored, x what the steps left draw (the baseline's own use); or "all"
     "score_batch_size": 256,            # examples per scoring pass
 }
 
@@ -477,6 +520,16 @@ def _pacing_and_clock(config: Mapping[str, Any]) -> tuple[Pacing, PaceClock | No
     return pacing, clock
 
 
+def _candidate_factor(config: Mapping[str, Any]) -> float | None:
+    factor = config["candidate_pool"]
+    if factor == "all":
+        return None
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not factor > 0:
+        raise ValueError(f"candidate_pool must be 'all' or a number > 0 (x the examples the steps left will "
+                         f"draw), got {factor!r}")
+    return float(factor)
+
+
 def _build(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     metric = config["difficulty_metric"]
     check_metric(metric)
@@ -486,22 +539,41 @@ def _build(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     if not 0.0 < config["reference_fraction"] <= 1.0:
         raise ValueError(f"reference_fraction must be in (0, 1], got {config['reference_fraction']!r}")
     check_positive_int(config["score_batch_size"], "score_batch_size")
+    factor = _candidate_factor(config)
     pacing, clock = _pacing_and_clock(config)
-    difficulty = (_ReferenceModelDifficulty(metric, config["reference_fraction"], config["score_batch_size"])
-                  if metric in MODEL_METRICS else _WholeSetDifficulty(metric))
-    return Plugin("curriculum", order=PacedOrder(pacing, difficulty, clock))
+    if metric in MODEL_METRICS:
+        difficulty: _Difficulty = _ReferenceModelDifficulty(metric, config["reference_fraction"],
+                                                            config["score_batch_size"])
+    else:  # token metrics cost no forward pass: rank everything in play
+        difficulty, factor = _WholeSetDifficulty(metric), None
+    return Plugin("curriculum", order=PacedOrder(pacing, difficulty, clock, factor))
 
 
 def _build_random(workload: Workload, config: Mapping[str, Any]) -> Plugin:
+    _candidate_factor(config)  # the same settings are refused as for the technique
     pacing, clock = _pacing_and_clock(config)
-    return Plugin("curriculum_random", order=PacedOrder(pacing, _WholeSetDifficulty(None), clock))
+    return Plugin("curriculum_random", order=PacedOrder(pacing, _WholeSetDifficulty(None), clock, None))
 
 
 TECHNIQUES = (
     TechniqueSpec(
         name="curriculum",
         summary="paced easiest-first order over the examples in play, difficulty from a charged scoring pass",
-        stages=("order",), build=_build, defaults=DEFAULTS, control="curriculum_random"),
+        stages=("order",), build=_build, defaults=DEFAULTS, control="curriculum_random",
+        # The seed's example: perplexity, linear pacing, every example scored (compute_difficulties).
+        as_specified={"difficulty_metric": "perplexity", "strategy": "linear", "candidate_pool": "all"},
+        grid=(
+            {"strategy": "linear", "start_fraction": 0.01, "full_at": 0.5},  # Platanios et al.'s c0
+            {"strategy": "root", "start_fraction": 0.01, "full_at": 0.5},    # their square-root competence
+            {"strategy": "linear", "start_fraction": 0.2, "full_at": 0.2},   # mild: reached the target where
+            {"strategy": "root", "start_fraction": 0.2, "full_at": 0.2},     # 0.01 / 0.5 missed
+            {"strategy": "exponential", "start_fraction": 0.04, "full_at": 0.2},  # Hacohen & Weinshall's s, x1.9
+            {"strategy": "linear", "start_fraction": 0.1, "full_at": 0.1},   # the whole set within a tenth
+        ),
+        grid_source="competence pacing (Platanios et al. 2019: c0 = 0.01, linear and square-root); fixed "
+                    "exponential pacing (Hacohen & Weinshall 2019: s = 0.04, growth 1.9); short pacing with the "
+                    "whole set early, where curricula helped under tight budgets (Wu, Dyer & Neyshabur 2021); "
+                    "full_at 0.2 / start 0.2 reached the target on grammar-lm where 0.5 / 0.01 missed"),
     TechniqueSpec(
         name="curriculum_random",
         summary="control: the same pacing over a random difficulty order",

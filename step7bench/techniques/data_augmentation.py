@@ -53,7 +53,8 @@ import torch
 from step7bench.engine import Plugin, TransformStage
 from step7bench.engine.context import TrialContext
 from step7bench.seeding import torch_generator
-from step7bench.techniques.registry import TechniqueSpec
+from step7bench.techniques._common import percent
+from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
 
 METHODS = ("synonym", "deletion")
@@ -215,7 +216,8 @@ def lm_rows(stream: torch.Tensor, lengths: torch.Tensor, pad_id: int) -> tuple[t
 class AugmentCounts:
     """What one batch transform changed (tensors, so counting never syncs a device)."""
 
-    examples: torch.Tensor  # rows augmented
+    examples: torch.Tensor  # rows drawn for augmentation
+    examples_changed: torch.Tensor  # of those, rows with at least one token replaced or deleted
     tokens_replaced: torch.Tensor
     tokens_deleted: torch.Tensor
 
@@ -236,7 +238,8 @@ def augment_lm_batch(inputs: torch.Tensor, targets: torch.Tensor, table: Synonym
     interior = real & (positions > 0) & (positions < (lengths - 1)[:, None])
     stream, lengths, deleted = delete_tokens(stream, lengths, deletion_prob, generator, interior, pad_id)
     new_inputs, new_targets = lm_rows(stream, lengths, pad_id)
-    return new_inputs, new_targets, AugmentCounts(chosen.sum(), replaced.sum(), deleted.sum())
+    changed = (replaced | deleted).any(dim=1)
+    return new_inputs, new_targets, AugmentCounts(chosen.sum(), changed.sum(), replaced.sum(), deleted.sum())
 
 
 # -- the seed document's API ------------------------------------------------------------------
@@ -331,8 +334,8 @@ class AugmentBatches(TransformStage):
     def _reset_counts(self, device: torch.device) -> None:
         # Counts stay on the device: reading them would sync it at every step.
         self._examples_seen = 0
-        self._tokens_seen, self._examples, self._replaced, self._deleted = (
-            torch.zeros((), dtype=torch.long, device=device) for _ in range(4))
+        self._tokens_seen, self._examples, self._changed, self._replaced, self._deleted = (
+            torch.zeros((), dtype=torch.long, device=device) for _ in range(5))
 
     def setup(self, ctx: TrialContext) -> None:
         self._table = self._table.to(ctx.device)
@@ -346,13 +349,20 @@ class AugmentBatches(TransformStage):
             self._examples_seen += len(batch)
             self._tokens_seen += (batch.targets != IGNORE_INDEX).sum()
             self._examples += counts.examples
+            self._changed += counts.examples_changed
             self._replaced += counts.tokens_replaced
             self._deleted += counts.tokens_deleted
         return Batch(batch.ids, inputs, targets)
 
     def stats(self) -> dict[str, Any]:
+        """`augmented_*`: examples drawn for augmentation (at `augment_prob`); `changed_*`: those the
+        operations actually changed (a drawn view without a synonym or a deletion is the original),
+        which is what the activity counts."""
         tokens_seen = max(int(self._tokens_seen), 1)
-        return {"augmented_examples": int(self._examples),
+        changed = int(self._changed) / max(self._examples_seen, 1)
+        return {"activity": activity(changed > 0, f"{percent(changed)} of examples augmented", changed),
+                "augmented_examples": int(self._examples),
+                "changed_examples": int(self._changed), "changed_fraction": changed,
                 "augmented_fraction": int(self._examples) / max(self._examples_seen, 1),
                 "tokens_replaced": int(self._replaced), "tokens_deleted": int(self._deleted),
                 "replaced_per_token": int(self._replaced) / tokens_seen,
@@ -383,5 +393,21 @@ TECHNIQUES = (
         name="augmentation",
         summary="synonym replacement and random deletion (EDA, Wei & Zou 2019); augmented views replace "
                 "originals in the batch, transform time charged as overhead",
-        stages=("transform",), build=_build, defaults=DEFAULTS, tasks=frozenset({"sequence"})),
+        stages=("transform",), build=_build, defaults=DEFAULTS, tasks=frozenset({"sequence"}),
+        # The seed's example: per-token probabilities 0.1 and 0.1, and up to two augmented copies
+        # per sequence, i.e. a stream of one original to two views: a view replaces an example
+        # with probability 2/3.
+        as_specified={"synonym_prob": 0.1, "deletion_prob": 0.1, "augment_prob": 2 / 3},
+        grid=(
+            {"synonym_prob": 0.05, "deletion_prob": 0.05, "augment_prob": 8 / 9},  # EDA, N_train ~2,000
+            {"synonym_prob": 0.1, "deletion_prob": 0.1, "augment_prob": 0.8},      # EDA, N_train >= 5,000
+            {"synonym_prob": 0.05, "deletion_prob": 0.05, "augment_prob": 0.5},
+            {"synonym_prob": 0.1, "deletion_prob": 0.0, "augment_prob": 0.5},      # synonyms only
+            {"synonym_prob": 0.0, "deletion_prob": 0.1, "augment_prob": 0.5},      # deletion only
+            {"synonym_prob": 0.05, "deletion_prob": 0.05, "augment_prob": 0.2},    # a light touch
+        ),
+        grid_source="EDA (Wei & Zou 2019), its recommended settings: alpha 0.05 with 8 views per sentence at "
+                    "~2,000 training sentences, alpha 0.1 with 4 views at 5,000 or more (a view replaces an "
+                    "example with probability n/(n+1)); its ablations of each operation alone; and lighter mixes",
+    ),
 )

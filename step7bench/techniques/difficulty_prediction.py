@@ -16,8 +16,17 @@ prediction is the stale loss" (Stale SB's own assumption): it solves
 ``(A + lambda I) theta = b + lambda theta_0`` with ``A = sum w x x^T`` and ``b = sum w x y``.
 An example never measured has no prediction. Its cost, a few small matrix operations per batch
 and the per-example losses of each training forward (from logits already computed, no extra
-pass), is booked as overhead; its quality is reported as the Spearman rank correlation
-between predicted and measured loss, next to that of the bare stale loss.
+pass), is booked as overhead.
+
+**The predictor must earn its place** (`SkipRanker`). A seeded share (`holdout_fraction`,
+default 0.2) of the observed pairs is never fitted on; on those held-out pairs the Spearman rank
+correlation of predicted vs measured loss is compared with that of the bare stale loss vs
+measured loss (over the last 4,096 held-out pairs, judged again every 64). Examples are ranked
+for skipping by the predictor only while its held-out Spearman is the higher; otherwise (and
+until 64 held-out pairs exist) by the stale loss itself, Stale SB's own rule. Both figures, the
+held-out pairs they rest on and the ranking in use are reported (`predictor_spearman`,
+`stale_loss_spearman`, `predictor_pairs`, `ranking`, and `predictor_ranked_share`: the share of
+skipping batches the predictor ranked).
 
 **What `skip_threshold` means.** The *fraction of each batch* that skips: of a batch of B
 examples, the ``floor(skip_threshold x B)`` with the lowest predicted loss skip their forward
@@ -26,8 +35,11 @@ trains every example once first) and not skipped `max_consecutive_skips` times i
 skipped example's stale loss is never refreshed, so without that cap the examples predicted
 easiest would be skipped forever). When fewer examples are eligible, all of them skip. So
 skip_threshold = 0.5 skips half of every batch once the data has been seen; the realised rate
-is lower early on and is reported (``skip_rate``). The seed claims 1.2x from 20% of examples
-skipped: the plug-in's default is 0.2; the seed function keeps the seed's default of 0.5.
+is lower early on and is reported (``skip_rate``). A run shorter than one epoch sees almost no
+example twice, so nothing is eligible and nothing is skipped: the activity then says so (fired
+False) rather than report a mechanism that never acted. The seed claims 1.2x from 20% of
+examples skipped: the plug-in's default is 0.2; the seed function keeps the seed's default of
+0.5 (the arm "as specified").
 
 **The random control** (``difficulty_prediction_random``) applies the *same* rule, the same
 eligibility and the same number of skips per batch, but picks the skipped examples uniformly
@@ -52,12 +64,14 @@ from torch import nn
 from step7bench.engine import GateStage, Plugin
 from step7bench.engine.context import TrialContext
 from step7bench.seeding import torch_generator
-from step7bench.techniques._common import flat_criterion
-from step7bench.techniques.registry import TechniqueSpec
+from step7bench.techniques._common import flat_criterion, percent
+from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
 
 NUM_FEATURES = 5
 PRIOR = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0], dtype=torch.float64)  # prediction = stale loss
+JUDGE_EVERY_PAIRS = 64  # held-out pairs between two judgements of predictor vs stale loss
+HELD_OUT_WINDOW = 4096  # the judgement reads the last this many held-out pairs
 
 
 # -- pure functions ---------------------------------------------------------------------------
@@ -88,6 +102,11 @@ def check_predictor_settings(ridge: float, forget: float) -> None:
         raise ValueError(f"ridge must be > 0, got {ridge!r}")
     if not 0.0 < forget <= 1.0:
         raise ValueError(f"forget must be in (0, 1], got {forget!r}")
+
+
+def check_holdout_fraction(holdout_fraction: float) -> None:
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction!r}")
 
 
 def check_skip_settings(skip_threshold: float, max_consecutive_skips: int) -> None:
@@ -127,10 +146,13 @@ class StaleLossPredictor:
         """Predicted loss per id; NaN for examples never measured."""
         return self.features(ids, step) @ self.theta
 
-    def observe(self, ids: torch.Tensor, losses: torch.Tensor, step: int) -> None:
-        """Fit on the measured `losses` of `ids` (those with a stale loss), then refresh them."""
+    def observe(self, ids: torch.Tensor, losses: torch.Tensor, step: int, fit: torch.Tensor | None = None) -> None:
+        """Fit on the measured `losses` of `ids` (those with a stale loss, and only where the
+        boolean mask `fit` is true when it is given), then refresh every one's stale loss."""
         features = self.features(ids, step)
         known = ~torch.isnan(features[:, 1])
+        if fit is not None:
+            known &= fit
         x, y = features[known], losses.double()[known]
         self._gram = self.forget * self._gram + x.T @ x
         self._moment = self.forget * self._moment + x.T @ y
@@ -150,6 +172,7 @@ class SkipRule:
         self._admitted = torch.zeros(num_examples, dtype=torch.long)
         self._skipped_in_a_row = torch.zeros(num_examples, dtype=torch.long)
         self.examples = 0
+        self.eligible = 0  # examples that were eligible to skip when gated
         self.skipped = 0
 
     def keep_mask(self, ids: torch.Tensor, choose: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
@@ -157,6 +180,7 @@ class SkipRule:
         positions that skip among the eligible ones."""
         eligible = (self._admitted[ids] > 0) & (self._skipped_in_a_row[ids] < self.max_consecutive_skips)
         count = skip_count(len(ids), self.skip_threshold, int(eligible.sum()))
+        self.eligible += int(eligible.sum())
         keep = torch.ones(len(ids), dtype=torch.bool)
         if count:
             keep[choose(eligible, count)] = False
@@ -171,23 +195,78 @@ class SkipRule:
     def skip_rate(self) -> float:
         return self.skipped / max(self.examples, 1)
 
+    def activity(self) -> dict[str, Any]:
+        """The standard activity entry: the share of gated examples skipped, and when none was,
+        why not."""
+        summary = f"{percent(self.skip_rate)} of examples skipped"
+        if self.skipped == 0 and self.examples:
+            summary += (": no example was seen twice within the budget" if self.eligible == 0
+                        else ": skip_threshold x batch size is under one example")
+        return activity(self.skipped > 0, summary, self.skip_rate)
+
 
 class PredictionQuality:
-    """Predicted vs measured losses of the last `window` examples that had a prediction."""
+    """Predicted vs measured losses of the last `window` examples that had a prediction;
+    `total` counts every pair ever added."""
 
-    def __init__(self, window: int = 4096) -> None:
+    def __init__(self, window: int = HELD_OUT_WINDOW) -> None:
         self._pairs: deque[tuple[float, float, float]] = deque(maxlen=window)
+        self.total = 0
 
     def add(self, predicted: torch.Tensor, stale: torch.Tensor, measured: torch.Tensor) -> None:
         known = ~torch.isnan(predicted)
         self._pairs.extend(zip(predicted[known].tolist(), stale[known].tolist(), measured[known].tolist(),
                                strict=True))
+        self.total += int(known.sum())
 
     def figures(self) -> dict[str, float | int]:
         predicted, stale, measured = (torch.tensor(column, dtype=torch.float64) for column in
                                       (zip(*self._pairs, strict=True) if self._pairs else ([], [], [])))
         return {"predictor_spearman": spearman(predicted, measured),
                 "stale_loss_spearman": spearman(stale, measured), "predictor_pairs": len(self._pairs)}
+
+
+def predictor_beats_stale_loss(figures: Mapping[str, float | int]) -> bool:
+    """Whether the predictor's Spearman (on held-out pairs) is higher than the bare stale loss's;
+    False when either is undefined."""
+    predictor, stale = figures["predictor_spearman"], figures["stale_loss_spearman"]
+    return math.isfinite(predictor) and math.isfinite(stale) and predictor > stale
+
+
+class SkipRanker:
+    """What ranks examples for skipping: the `StaleLossPredictor` while it beats the bare stale
+    loss on held-out pairs, else the stale loss (module docstring, "The predictor must earn its
+    place"). `holdout_fraction` of the observed pairs, drawn with `generator`, are never fitted."""
+
+    def __init__(self, token_counts: torch.Tensor, *, ridge: float, forget: float, holdout_fraction: float,
+                 generator: torch.Generator) -> None:
+        check_holdout_fraction(holdout_fraction)
+        self.predictor = StaleLossPredictor(token_counts, ridge=ridge, forget=forget)
+        self.held_out = PredictionQuality()
+        self.holdout_fraction, self._generator = holdout_fraction, generator
+        self.uses_predictor = False
+        self._judged_at = 0  # held-out pairs at the last judgement
+
+    def scores(self, predicted: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """The ranking scores of `ids` (lower = skipped first), given the predictor's `predicted`."""
+        return predicted if self.uses_predictor else self.predictor.stale_loss[ids]
+
+    def observe(self, ids: torch.Tensor, predicted: torch.Tensor, losses: torch.Tensor,
+                step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Learn from the measured `losses` of `ids`, whose predictions before the forward pass
+        were `predicted` (NaN: none); returns the held-out (predicted, stale, measured) triples."""
+        held_out = (torch.rand(len(ids), generator=self._generator) < self.holdout_fraction) & ~torch.isnan(predicted)
+        triples = (predicted[held_out], self.predictor.stale_loss[ids][held_out], losses.double()[held_out])
+        self.held_out.add(*triples)
+        self.predictor.observe(ids, losses, step, fit=~held_out)
+        if self.held_out.total - self._judged_at >= JUDGE_EVERY_PAIRS:
+            self.uses_predictor = predictor_beats_stale_loss(self.held_out.figures())
+            self._judged_at = self.held_out.total
+        return triples
+
+    def figures(self) -> dict[str, Any]:
+        return {**self.held_out.figures(), "ranking": "predictor" if self.uses_predictor else "stale_loss",
+                "predictor_theta": [round(float(v), 4) for v in self.predictor.theta]}
 
 
 # -- the engine plug-ins ----------------------------------------------------------------------
@@ -214,45 +293,52 @@ class _SkipGate(GateStage):
         raise NotImplementedError
 
     def stats(self) -> dict[str, Any]:
-        return {"examples_gated": self._rule.examples, "examples_skipped": self._rule.skipped,
-                "skip_rate": self._rule.skip_rate}
+        return {"activity": self._rule.activity(), "examples_gated": self._rule.examples,
+                "examples_skipped": self._rule.skipped, "skip_rate": self._rule.skip_rate}
 
 
 class PredictedEasiestGate(_SkipGate):
-    """Skips the eligible examples with the lowest predicted loss; learns from every training
+    """Skips the eligible examples ranked easiest by the `SkipRanker` (the predicted loss, or the
+    stale loss while the predictor does not beat it on held-out pairs); learns from every training
     forward pass through `ctx.forward_observers`."""
 
-    def __init__(self, skip_threshold: float, max_consecutive_skips: int, ridge: float, forget: float) -> None:
+    def __init__(self, skip_threshold: float, max_consecutive_skips: int, ridge: float, forget: float,
+                 holdout_fraction: float) -> None:
         super().__init__(skip_threshold, max_consecutive_skips)
-        self._ridge, self._forget = ridge, forget
-        self._predictor = StaleLossPredictor(torch.zeros(0), ridge=ridge, forget=forget)
-        self._quality = PredictionQuality()
+        self._settings = {"ridge": ridge, "forget": forget, "holdout_fraction": holdout_fraction}
+        self._ranker = SkipRanker(torch.zeros(0), generator=torch.Generator(), **self._settings)
+        self._ranked, self._ranked_by_predictor = 0, 0  # batches that skipped, and of those ranked by the predictor
 
     def setup(self, ctx: TrialContext) -> None:
         super().setup(ctx)
-        self._predictor = StaleLossPredictor(ctx.train.token_counts(), ridge=self._ridge, forget=self._forget)
+        self._ranker = SkipRanker(ctx.train.token_counts(), generator=ctx.torch_generator("difficulty-holdout"),
+                                  **self._settings)
         self._predicted = torch.full((len(ctx.train),), math.nan, dtype=torch.float64)
-        self._quality = PredictionQuality()
         ctx.forward_observers.append(lambda batch, logits: self._observe(ctx, batch, logits))
 
     def gate(self, ctx: TrialContext, batch: Batch) -> Batch:
         with ctx.overhead():
-            self._predicted[batch.ids] = self._predictor.predict(batch.ids, ctx.step)
+            self._predicted[batch.ids] = self._ranker.predictor.predict(batch.ids, ctx.step)
         return super().gate(ctx, batch)
 
     def _choose(self, ctx: TrialContext, batch: Batch, eligible: torch.Tensor, count: int) -> torch.Tensor:
-        return easiest(self._predicted[batch.ids], eligible, count)
+        self._ranked += 1
+        self._ranked_by_predictor += self._ranker.uses_predictor
+        return easiest(self._ranker.scores(self._predicted[batch.ids], batch.ids), eligible, count)
 
     def _observe(self, ctx: TrialContext, batch: Batch, logits: torch.Tensor) -> None:
         with ctx.overhead():
             losses = ctx.workload.per_example_loss(logits, batch.targets).double().cpu()
-            self._quality.add(self._predicted[batch.ids], self._predictor.stale_loss[batch.ids], losses)
+            self._ranker.observe(batch.ids, self._predicted[batch.ids], losses, ctx.step)
             self._predicted[batch.ids] = math.nan
-            self._predictor.observe(batch.ids, losses, ctx.step)
 
     def stats(self) -> dict[str, Any]:
-        return {**super().stats(), **self._quality.figures(),
-                "predictor_theta": [round(float(v), 4) for v in self._predictor.theta]}
+        stats = {**super().stats(), **self._ranker.figures(),
+                 "predictor_ranked_share": self._ranked_by_predictor / max(self._ranked, 1)}
+        ranked_by = "the predictor" if self._ranker.uses_predictor else "the stale loss"
+        if stats["activity"]["fired"]:
+            stats["activity"]["summary"] += f", ranked by {ranked_by} at the end"
+        return stats
 
 
 class RandomSkipGate(_SkipGate):
@@ -272,6 +358,7 @@ DEFAULTS = {
     "max_consecutive_skips": 2,  # then the example is trained, refreshing its stale loss
     "ridge": 1.0,  # pull toward "prediction = stale loss", in units of one pair's weight
     "forget": 0.99,  # weight left on older pairs per observed batch
+    "holdout_fraction": 0.2,  # observed pairs never fitted, on which the predictor must beat the stale loss
 }
 CONTROL_DEFAULTS = {key: DEFAULTS[key] for key in ("skip_threshold", "max_consecutive_skips")}
 
@@ -281,7 +368,8 @@ def _rule_settings(config: Mapping[str, Any]) -> tuple[float, int]:
 
 
 def _build(workload: Workload, config: Mapping[str, Any]) -> Plugin:
-    gate = PredictedEasiestGate(*_rule_settings(config), float(config["ridge"]), float(config["forget"]))
+    gate = PredictedEasiestGate(*_rule_settings(config), float(config["ridge"]), float(config["forget"]),
+                                float(config["holdout_fraction"]))
     return Plugin("difficulty_prediction", gate=gate)
 
 
@@ -294,7 +382,12 @@ TECHNIQUES = (
         name="difficulty_prediction",
         summary="skip the examples whose loss, predicted before the forward pass from stale losses, is lowest "
                 "(Stale Selective Backprop, Jiang et al. 2019); predictor cost charged",
-        stages=("gate",), build=_build, defaults=DEFAULTS, control="difficulty_prediction_random"),
+        stages=("gate",), build=_build, defaults=DEFAULTS, control="difficulty_prediction_random",
+        as_specified={"skip_threshold": 0.5},  # the seed function's default, in its example
+        grid=tuple({"skip_threshold": rate} for rate in (0.1, 0.2, 1 / 3, 0.5, 2 / 3, 0.75)),
+        grid_source="skip rates: Selective Backprop (Jiang et al. 2019) keeps example i with probability "
+                    "CDF(L_i)^beta, on average 1/(beta + 1): beta 1, 2, 3 skip 50%, 67%, 75% (Composer's version "
+                    "keeps half); the seed's claimed 20% and its example's 50%; milder 10% and 33%"),
     TechniqueSpec(
         name="difficulty_prediction_random",
         summary="random control: the same eligibility and number of skips per batch, skipped examples drawn "
@@ -348,18 +441,22 @@ def train_with_difficulty_prediction(model: nn.Module, train_dataset: torch.util
                                      optimizer: torch.optim.Optimizer, criterion: nn.Module, num_epochs: int = 5,
                                      skip_threshold: float = 0.5, *, batch_size: int = 32,
                                      device: str | torch.device | None = None, seed: int = 0,
-                                     max_consecutive_skips: int = 2) -> dict[str, Any]:
+                                     max_consecutive_skips: int = 2, holdout_fraction: float = 0.2) -> dict[str, Any]:
     """Train `model` for `num_epochs` over `train_dataset` (items ``(inputs, targets)``), skipping
-    in each batch the `skip_threshold` fraction predicted easiest (module docstring), before
-    their forward pass. The loss trained on is `criterion` over the kept examples.
+    in each batch the `skip_threshold` fraction ranked easiest (module docstring: the predicted
+    loss while it beats the stale loss on the `holdout_fraction` of pairs it is not fitted on,
+    else the stale loss), before their forward pass. The loss trained on is `criterion` over the
+    kept examples.
 
-    `device` defaults to the model's; `seed` fixes the data order. Returns per-epoch lists
-    ``epoch_loss`` (mean training loss of the kept examples, by batch), ``examples_seen``
-    (through forward and backward), ``examples_skipped``, ``skip_rate``,
+    `device` defaults to the model's; `seed` fixes the data order and the held-out draws. Returns
+    per-epoch lists ``epoch_loss`` (mean training loss of the kept examples, by batch),
+    ``examples_seen`` (through forward and backward), ``examples_skipped``, ``skip_rate``,
     ``predictor_spearman`` and ``stale_loss_spearman`` (rank correlation of predicted, and of
-    bare stale, loss with the measured loss), and the totals ``total_examples_seen``,
-    ``total_examples_skipped``, ``optimizer_steps`` and ``predictor_wall_s`` (seconds spent
-    predicting, fitting and computing per-example losses: the predictor's cost).
+    bare stale, loss with the measured loss, on that epoch's held-out pairs) and ``ranking``
+    (``'predictor'`` or ``'stale_loss'``, in use at the epoch's end), and the totals
+    ``total_examples_seen``, ``total_examples_skipped``, ``optimizer_steps`` and
+    ``predictor_wall_s`` (seconds spent predicting, fitting and computing per-example losses:
+    the predictor's cost).
     """
     if num_epochs < 1:
         raise ValueError(f"num_epochs must be >= 1, got {num_epochs!r}")
@@ -369,17 +466,20 @@ def train_with_difficulty_prediction(model: nn.Module, train_dataset: torch.util
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
     example_losses = per_example_criterion(criterion)
-    predictor = StaleLossPredictor(_token_counts(train_dataset, getattr(criterion, "ignore_index", IGNORE_INDEX)))
+    ranker = SkipRanker(_token_counts(train_dataset, getattr(criterion, "ignore_index", IGNORE_INDEX)), ridge=1.0,
+                        forget=0.99, holdout_fraction=holdout_fraction,
+                        generator=torch_generator(seed, "difficulty-prediction/holdout"))
     generator = torch_generator(seed, "difficulty-prediction/data-order")
     metrics: dict[str, Any] = {key: [] for key in ("epoch_loss", "examples_seen", "examples_skipped", "skip_rate",
-                                                   "predictor_spearman", "stale_loss_spearman")}
+                                                   "predictor_spearman", "stale_loss_spearman", "ranking")}
     steps, predictor_s = 0, 0.0
     for _ in range(num_epochs):
         quality, losses, seen_before, skipped_before = PredictionQuality(), [], rule.examples, rule.skipped
         for ids in torch.randperm(len(train_dataset), generator=generator).split(batch_size):
             start_s = time.perf_counter()
-            predicted = predictor.predict(ids, steps)
-            keep = rule.keep_mask(ids, lambda eligible, count, predicted=predicted: easiest(predicted, eligible, count))
+            predicted = ranker.predictor.predict(ids, steps)
+            scores = ranker.scores(predicted, ids)
+            keep = rule.keep_mask(ids, lambda eligible, count, scores=scores: easiest(scores, eligible, count))
             predictor_s += time.perf_counter() - start_s
             if not keep.any():
                 continue
@@ -395,8 +495,7 @@ def train_with_difficulty_prediction(model: nn.Module, train_dataset: torch.util
             start_s = time.perf_counter()
             with torch.no_grad():
                 measured = example_losses(logits.detach(), targets).double().cpu()
-            quality.add(predicted[keep], predictor.stale_loss[ids], measured)
-            predictor.observe(ids, measured, steps)
+            quality.add(*ranker.observe(ids, predicted[keep], measured, steps))
             predictor_s += time.perf_counter() - start_s
         figures = quality.figures()
         seen = (rule.examples - seen_before) - (rule.skipped - skipped_before)
@@ -406,6 +505,7 @@ def train_with_difficulty_prediction(model: nn.Module, train_dataset: torch.util
         metrics["skip_rate"].append((rule.skipped - skipped_before) / max(rule.examples - seen_before, 1))
         metrics["predictor_spearman"].append(figures["predictor_spearman"])
         metrics["stale_loss_spearman"].append(figures["stale_loss_spearman"])
+        metrics["ranking"].append("predictor" if ranker.uses_predictor else "stale_loss")
     metrics.update(total_examples_seen=rule.examples - rule.skipped, total_examples_skipped=rule.skipped,
                    optimizer_steps=steps, predictor_wall_s=predictor_s)
     return metrics

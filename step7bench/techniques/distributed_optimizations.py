@@ -44,7 +44,7 @@ from step7bench.engine.context import TrialContext
 from step7bench.engine.ledger import Ledger
 from step7bench.engine.stages import Plugin, PrepareStage, StepStage, TransformStage
 from step7bench.techniques._common import check_positive_int, flat_criterion
-from step7bench.techniques.registry import TechniqueSpec
+from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import IGNORE_INDEX, Batch, Workload
 
 # -- pure functions ---------------------------------------------------------------------------------
@@ -319,7 +319,9 @@ class DataParallelWrap(PrepareStage):
                                                 lr=ctx.optimizer.defaults["lr"])
 
     def stats(self) -> dict[str, Any]:
-        return {"world_size": self._world_size, "use_zero": self._use_zero and self._world_size > 1}
+        return {"activity": activity(self._world_size > 1, f"{self._world_size} rank{'s' * (self._world_size > 1)}",
+                                     self._world_size),
+                "world_size": self._world_size, "use_zero": self._use_zero and self._world_size > 1}
 
 
 class RankShard(TransformStage):
@@ -354,7 +356,10 @@ class AccumulatedStep(StepStage):
         return loss
 
     def stats(self) -> dict[str, Any]:
-        return {"gradient_accumulation_steps": self._micro_steps}
+        return {"activity": activity(self._micro_steps > 1,
+                                     f"{self._micro_steps} micro-step{'s' * (self._micro_steps > 1)}",
+                                     self._micro_steps),
+                "gradient_accumulation_steps": self._micro_steps}
 
 
 def _chunk(batch: Batch, chunk: slice) -> Batch:
@@ -380,6 +385,10 @@ SPEC = TechniqueSpec(
     build=_build_distributed,
     defaults={"use_zero": True},  # the seed's default
     data_parallel=True,
+    as_specified={"use_zero": True},  # the seed's example
+    # No grid: ZeRO-1 shards the optimizer state (memory) and leaves a step's arithmetic as it is
+    # (Rajbhandari et al. 2020), and calibration's trials run in one process, where the two settings
+    # train identically; tuning it would spend trials to learn nothing.
 )
 
 ACCUMULATION_SPEC = TechniqueSpec(

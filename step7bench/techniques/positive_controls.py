@@ -24,7 +24,7 @@ import torch
 
 from step7bench.engine.context import TrialContext
 from step7bench.engine.stages import Plugin, ScheduleStage, WarmupCosine
-from step7bench.techniques.registry import TechniqueSpec
+from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import Workload
 
 
@@ -48,7 +48,9 @@ class WarmStartHandover(ScheduleStage):
             self.handed_over = True
 
     def stats(self) -> dict[str, Any]:
-        return {"handover_step": self.handover_step, "handed_over": self.handed_over}
+        return {"handover_step": self.handover_step, "handed_over": self.handed_over,
+                "activity": activity(self.handed_over, f"the first {self.handover_step} steps booked as pretraining"
+                                     if self.handed_over else "reached the target before the handover", 1.0)}
 
 
 class ScaledRate(ScheduleStage):
@@ -67,7 +69,8 @@ class ScaledRate(ScheduleStage):
         self._schedule.after_optimizer_step(ctx, loss)
 
     def stats(self) -> dict[str, Any]:
-        return {"lr_factor": self.factor}
+        return {"lr_factor": self.factor,
+                "activity": activity(self.factor != 1.0, f"learning rate x {self.factor:g}", self.factor)}
 
 
 def _build_warm_start(workload: Workload, config: Mapping[str, Any]) -> Plugin:

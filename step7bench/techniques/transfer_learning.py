@@ -12,12 +12,17 @@ downstream tasks that would share one pretraining (baseline / (finetune + pretra
 
 The engine plug-in (`transfer`, an init stage):
 
-- Pretraining budget and stopping rule: `pretrain_steps` optimizer steps (default: the
-  preset's step budget) on the workload's `source_train`, with the baseline's recipe (AdamW,
-  warm-up, cosine fully decayed at `pretrain_steps`), run through `run_trial` itself so every
-  pass is charged the same way. No early stop: the source task has no calibrated target, and a
-  fixed step count makes the pretrained weights a pure function of the cache key. Its
-  validation loss on `source_val` is reported, not used.
+- Pretraining budget and stopping rule: `pretrain_fraction` x the trial's step budget (the
+  horizon the baseline's schedule is tuned for; default 1: as long as the baseline may train), or
+  exactly `pretrain_steps` optimizer steps when only that is given. A fraction, when given, wins:
+  the harness lays a tuning grid point or the as-specified settings (fractions) over a suite's
+  own settings (which may hold a step count), and the point is what is being tried. Pretraining
+  runs on the workload's `source_train`, with the baseline's recipe (AdamW, warm-up, cosine
+  fully decayed at the end of pretraining), run through `run_trial` itself so every pass is
+  charged the same way. A fraction means the same on every workload and budget, so a tuning grid
+  can be written once; a step count suits a suite that fixes one number. No early stop: the
+  source task has no calibrated target, and a fixed step count makes the pretrained weights a
+  pure function of the cache key. Its validation loss on `source_val` is reported, not used.
 - The weights are loaded into the trial's model; the optimizer starts fresh (the seed's
   finetune does the same). The whole pretraining ledger is charged with `charge_pretraining`.
 - Cache: the weights and the pretraining ledger are stored under ``$STEP7BENCH_CACHE/transfer``
@@ -30,8 +35,9 @@ The engine plug-in (`transfer`, an init stage):
 - Finetuning rate: `finetune_lr_scale` (default 1.0) multiplies the preset's rate in every
   param group before the schedule reads it, so warm-up and cosine apply to the scaled rate. It
   stays 1.0 by default so the arm differs from the baseline only in its starting weights; the
-  preset's rate is the one tuned on the target task, and the seed's fixed 1e-4 (a 3-30x lower
-  rate than our presets') would be an untuned change. Lowering it is a documented experiment.
+  preset's rate is the one tuned on the target task. The seed's fixed 1e-4 is a 3-30x lower
+  rate than our presets'; the arm "as specified" keeps its proportion instead (0.1 x the tuned
+  rate, see SPEC), and the tuning grid tries a lower rate too.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ from step7bench.measure.fingerprint import device_fingerprint
 from step7bench.paths import atomic_write, cache_root
 from step7bench.seeding import derive_seed, torch_generator
 from step7bench.techniques._common import check_positive_int, flat_criterion, user_device
-from step7bench.techniques.registry import TechniqueSpec
+from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import Budget, Workload
 
 CACHE_FORMAT = 1  # bump when what a cache entry holds changes
@@ -169,10 +175,19 @@ class TransferLearningPipeline:
 # -- the engine plug-in ---------------------------------------------------------------------
 
 DEFAULTS: Mapping[str, Any] = {
-    "pretrain_steps": None,  # optimizer steps on the source data; None: the preset's step budget
+    "pretrain_fraction": None,  # pretraining steps, x the trial's step budget; wins over pretrain_steps
+    "pretrain_steps": None,  # pretraining steps as a count, when no fraction is given; neither: the budget
     "finetune_lr_scale": 1.0,  # x the preset's rate for the target training (see module docstring)
     "cache": True,  # reuse pretrained weights by content key (their cost is charged either way)
 }
+
+
+def pretraining_steps(config: Mapping[str, Any], budget_steps: int) -> int:
+    """Optimizer steps of pretraining: `pretrain_fraction` x `budget_steps` (rounded, at least 1)
+    when a fraction is given, else `pretrain_steps` when that is, else `budget_steps`."""
+    if config["pretrain_fraction"] is not None:
+        return max(1, round(config["pretrain_fraction"] * budget_steps))
+    return budget_steps if config["pretrain_steps"] is None else config["pretrain_steps"]
 
 
 @dataclass(frozen=True)
@@ -220,7 +235,7 @@ class PretrainedInit(InitStage):
         self._figures: dict[str, Any] = {}
 
     def init(self, ctx: TrialContext) -> None:
-        steps = self._config["pretrain_steps"] or ctx.workload.budget.max_steps
+        steps = pretraining_steps(self._config, ctx.budget.max_steps)
         # A cache hit and a miss must leave the trial's global RNG alike.
         with torch.random.fork_rng(devices=_cuda_indices(ctx.device)):
             pretrained, hit = self._pretrained(ctx, steps)
@@ -228,7 +243,11 @@ class PretrainedInit(InitStage):
         ctx.ledger.charge_pretraining(pretrained.ledger)
         for group in ctx.optimizer.param_groups:
             group["lr"] *= self._config["finetune_lr_scale"]
-        self._figures = {"pretrain_cache_hit": hit, "pretrain_steps": pretrained.ledger.steps,
+        self._figures = {"activity": activity(pretrained.ledger.steps > 0,
+                                              f"pretrained {pretrained.ledger.steps} steps",
+                                              pretrained.ledger.steps),
+                         "pretrain_cache_hit": hit, "pretrain_steps": pretrained.ledger.steps,
+                         "pretrain_budget_fraction": pretrained.ledger.steps / ctx.budget.max_steps,
                          "pretrain_source_val_loss": pretrained.source_val_loss,
                          "finetune_lr_scale": self._config["finetune_lr_scale"]}
 
@@ -244,7 +263,7 @@ class PretrainedInit(InitStage):
         return pretrained, False
 
     def stats(self) -> dict[str, Any]:
-        return dict(self._figures)
+        return dict(self._figures) or {"activity": activity(False, "pretrained 0 steps", 0.0)}
 
 
 def _check_config(workload: Workload, config: Mapping[str, Any]) -> None:
@@ -252,6 +271,10 @@ def _check_config(workload: Workload, config: Mapping[str, Any]) -> None:
         raise ValueError(f"technique 'transfer' needs source data; workload {workload.name!r} has none")
     if config["pretrain_steps"] is not None:
         check_positive_int(config["pretrain_steps"], "pretrain_steps")
+    fraction = config["pretrain_fraction"]
+    if fraction is not None and (isinstance(fraction, bool) or not isinstance(fraction, (int, float))
+                                 or not fraction > 0):
+        raise ValueError(f"pretrain_fraction must be a number > 0, got {fraction!r}")
     if not config["finetune_lr_scale"] > 0:
         raise ValueError(f"finetune_lr_scale must be > 0, got {config['finetune_lr_scale']!r}")
     if not isinstance(config["cache"], bool):
@@ -263,12 +286,29 @@ def build_plugin(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     return Plugin("transfer", init=PretrainedInit(config))
 
 
+# Pretraining lengths of the grid, x the trial's step budget. At the quick suite's 300-step
+# grammar-lm budget, 200 steps (0.67) pretrained less than the baseline's own ~225 steps to its
+# target, and 800 (2.7) made finetuning reach the target at its first check: the grid spans
+# both sides, since all-in cost pays for every pretraining step.
+PRETRAIN_FRACTIONS = (0.25, 0.5, 1.0, 2.0, 3.0)
+
 SPEC = TechniqueSpec(
     name="transfer",
     summary="start from weights pretrained on the workload's related source data (cost charged apart)",
     stages=("init",),
     build=build_plugin,
     defaults=DEFAULTS,
+    # The seed pretrains 5 epochs, then finetunes 3 at lr 1e-4. Epochs mean different things on
+    # different data sets, so the translation keeps the seed's proportions: finetuning here gets
+    # the trial's step budget, so pretraining gets 5/3 of it; and 1e-4 is a tenth of the 1e-3
+    # the seed's other example trains at, so the tuned finetuning rate is scaled by 0.1.
+    as_specified={"pretrain_fraction": 5 / 3, "finetune_lr_scale": 0.1},
+    grid=(*({"pretrain_fraction": fraction} for fraction in PRETRAIN_FRACTIONS),
+          {"pretrain_fraction": 1.0, "finetune_lr_scale": 0.3}),
+    grid_source="pretraining lengths from a quarter to three times the baseline's step budget, around the "
+                "baseline's own steps to target (all-in cost charges every pretraining step); a finetuning rate "
+                "below the pretraining one as in BERT (Devlin et al. 2019: pretrain 1e-4, finetune 2e-5 to 5e-5) "
+                "and ULMFiT (Howard & Ruder 2018)",
 )
 
 # Changes no data, so no random control: the baseline from scratch is the comparison.

@@ -1,4 +1,5 @@
-"""The statistics: per-seed speedups with infinite costs, aggregates, intervals, verdicts."""
+"""The statistics every estimate shares: per-seed numbers with missed targets, the median,
+intervals and verdicts, and the properties an estimate's interval must have whatever the data."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from step7bench.analysis.censored import log_mean_interval, log_ratio_bounds
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.speedups import CostTable, estimate
-from step7bench.analysis.stats import (INCONCLUSIVE, REFUTED, SUPPORTED, Interval, median, median_rows,
-                                       olympic_mean, paired_bootstrap, percentile_interval, ratio_of_medians,
-                                       seed_speedups, verdict)
+from step7bench.analysis.stats import INCONCLUSIVE, REFUTED, SUPPORTED, Interval, median, seed_speedups, verdict
 from synthetic import PlantedArm, synthetic_trials
-from step7bench.seeding import numpy_rng
 
 INF = np.inf
 
@@ -30,21 +29,10 @@ def test_seed_speedups_refuse_bad_costs(baseline, arm):
         seed_speedups(baseline, arm)
 
 
-def test_median_and_olympic_mean():
+def test_median():
     assert median([3.0, 1.0, 2.0]) == 2.0
     assert median([1.0, 2.0, 3.0, 10.0]) == 2.5
     assert median([0.0, INF]) == INF
-    assert olympic_mean([1.0, 2.0, 3.0, 100.0]) == 2.5
-    assert olympic_mean([1.0, 3.0]) == 2.0
-    assert median_rows(np.array([[1.0, INF, INF], [0.0, 0.0, 1.0]])).tolist() == [INF, 0.0]
-
-
-def test_percentile_interval_takes_order_statistics_and_reports_undefined_resamples():
-    values = np.arange(1, 2001, dtype=float)
-    assert percentile_interval(values) == Interval(50.0, 1950.0, 0.0)
-    with_undefined = np.concatenate([values, [np.nan] * 2000])
-    assert percentile_interval(with_undefined).undefined_share == 0.5
-    assert percentile_interval(np.full(4, INF)) == Interval(INF, INF, 0.0)
 
 
 def test_verdict_rules():
@@ -54,21 +42,17 @@ def test_verdict_rules():
     assert verdict(Interval(1.3, 1.6), 1.5) == INCONCLUSIVE
 
 
-def test_ratio_of_medians_marks_only_uninformative_resamples_undefined():
-    stack = np.array([[2.0], [0.0], [INF], [3.0]])
-    alone = np.array([[2.0], [0.0], [INF], [INF]])
-    ratio = ratio_of_medians(stack, alone)
-    assert ratio[0] == 1.0 and np.isnan(ratio[1]) and np.isnan(ratio[2]) and ratio[3] == 0.0
+costs = st.lists(st.floats(1.0, 1e4), min_size=2, max_size=8)
 
 
-# -- properties of the interval code ---------------------------------------------------------
-
-costs = st.lists(st.one_of(st.floats(0.5, 1e4), st.just(INF)), min_size=1, max_size=8)
-
-
-def _interval(baseline, arm, seed=0):
-    speedups = seed_speedups(baseline, arm)
-    return paired_bootstrap(median_rows, [speedups], numpy_rng(seed, "test"), resamples=300)
+def _interval(baseline, arm) -> Interval:
+    """The interval of the speedup of `arm` over `baseline`, a miss (inf) censored at twice the
+    baseline's largest cost (what a missed trial of a headroom budget spends)."""
+    base, arm = np.asarray(baseline, float), np.asarray(arm, float)
+    spent = np.full(base.shape, 2.0 * base.max())
+    found = log_mean_interval(*log_ratio_bounds(base, arm, np.where(np.isinf(base), spent, base),
+                                                 np.where(np.isinf(arm), spent, arm)))
+    return Interval(found.speedup_low, found.speedup_high)
 
 
 @settings(max_examples=40, deadline=None)
@@ -87,13 +71,12 @@ def test_interval_is_monotone_in_the_arm_costs(data, baseline, shrink):
     """A cheaper arm on every seed never gets a lower interval."""
     arm = data.draw(st.lists(st.floats(0.5, 1e4), min_size=len(baseline), max_size=len(baseline)))
     slower, faster = _interval(baseline, arm), _interval(baseline, [cost * shrink for cost in arm])
-    assert faster.low >= slower.low and faster.high >= slower.high
+    assert faster.low >= slower.low * (1 - 1e-9) and faster.high >= slower.high * (1 - 1e-9)
 
 
 @settings(max_examples=10, deadline=None)
 @given(n_seeds=st.integers(1, 8), shuffle_seed=st.integers(0, 2**16))
 def test_interval_does_not_depend_on_the_order_seeds_were_stored(n_seeds, shuffle_seed):
-    """Estimates sort pairs by seed before resampling; any stored order gives the same interval."""
     trials = synthetic_trials([PlantedArm("fast", 1.5)], seeds=range(n_seeds))
     shuffled = trials.sample(frac=1.0, random_state=shuffle_seed)
     steps = get_metric("steps")

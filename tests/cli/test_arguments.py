@@ -9,12 +9,18 @@ import pytest
 from step7bench.cli import main, non_negative_int, positive_int
 
 
-@pytest.mark.parametrize("flag", ["--resamples", "--downstream-tasks"])
 @pytest.mark.parametrize("value", ["0", "-3", "many"])
-def test_report_refuses_a_count_below_one_in_one_line(tmp_path, capsys, flag, value):
-    assert main(["report", "--results", str(tmp_path), flag, value]) == 2
+def test_report_refuses_a_count_below_one_in_one_line(tmp_path, capsys, value):
+    assert main(["report", "--results", str(tmp_path), "--downstream-tasks", value]) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and flag in error and "positive integer" in error
+    assert len(error.splitlines()) == 1 and "--downstream-tasks" in error and "positive integer" in error
+
+
+@pytest.mark.parametrize("value", ["0", "1", "1.5", "many"])
+def test_report_refuses_a_confidence_outside_zero_and_one(tmp_path, capsys, value):
+    assert main(["report", "--results", str(tmp_path), "--confidence", value]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "--confidence" in error
 
 
 def test_positive_and_non_negative_integers():

@@ -75,7 +75,7 @@ CASES = {
     "report: claims with a wrong key": Case("report --results {results} --claims {claims_wrong_key}"),
     "report: claims with a TOML syntax error": Case("report --results {results} --claims {bad_toml}"),
     "report: claims is a folder": Case("report --results {results} --claims {folder}"),
-    "report: zero resamples": Case("report --results {results} --resamples 0"),
+    "report: confidence of 1": Case("report --results {results} --confidence 1"),
     # gate
     "gate: baseline missing": Case("gate --baseline {missing}.json --results {results}"),
     "gate: baseline is a list": Case("gate --baseline {baseline_list} --results {results}"),

@@ -40,10 +40,10 @@ def test_gate_formats_and_thresholds_match_the_gate():
 
 def test_report_defaults_match_the_analysis():
     from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS
-    from step7bench.analysis.stats import DEFAULT_RESAMPLES
+    from step7bench.analysis.stats import DEFAULT_CONFIDENCE
 
     assert choices.DEFAULT_DOWNSTREAM_TASKS == DEFAULT_DOWNSTREAM_TASKS
-    assert choices.DEFAULT_RESAMPLES == DEFAULT_RESAMPLES
+    assert choices.DEFAULT_CONFIDENCE == DEFAULT_CONFIDENCE
 
 
 def test_export_choices_and_database_name_match_the_harness():

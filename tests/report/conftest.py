@@ -22,7 +22,6 @@ def results_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def report(results_dir):
-    from step7bench.analysis.speedups import BootstrapSettings
     from step7bench.report import write_report
 
-    return write_report(results_dir, settings=BootstrapSettings(resamples=500))
+    return write_report(results_dir)

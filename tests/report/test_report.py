@@ -47,7 +47,7 @@ def test_the_verdict_table_comes_first_then_the_cumulative_table(report):
 
 
 def test_cli_report_rewrites_the_report_and_refuses_a_folder_without_results(results_dir, tmp_path, capsys):
-    assert main(["report", "--results", str(results_dir), "--resamples", "200"]) == 0
+    assert main(["report", "--results", str(results_dir), "--confidence", "0.9"]) == 0
     assert "index.html" in capsys.readouterr().out
     assert main(["report", "--results", str(tmp_path)]) == 2
     assert "no results" in capsys.readouterr().err

@@ -16,7 +16,8 @@ from step7bench.engine import Plugin, run_trial
 from step7bench.engine.stages import ShuffledEpochs
 from step7bench.techniques import get_technique
 from step7bench.techniques.active_learning import (STRATEGIES, ActiveLearningSelector, acquisition_plan,
-                                                   acquisition_scores, most_informative, position_scores)
+                                                   acquisition_scores, candidate_count, most_informative,
+                                                   position_scores)
 from step7bench.workloads.models import MLPClassifier, TinyGPT
 
 
@@ -195,13 +196,71 @@ def test_plugin_and_control_select_the_same_sizes_at_the_same_rounds(workload_na
     assert len(seen["active_learning"]) == 4
     assert torch.equal(seen["active_learning"][0], seen["active_learning_random"][0])
     assert not torch.equal(seen["active_learning"][-1], seen["active_learning_random"][-1])
-    # Pool scoring is charged; the control scores nothing.
+    # Pool scoring is charged; the control draws candidates of the same sizes and scores nothing.
     assert chosen.ledger.examples_overhead == stats["examples_scored"] > 0
     assert chosen.ledger.flops_overhead > 0 and chosen.ledger.wall_overhead_s > 0
     assert control.ledger.examples_overhead == control.ledger.flops_overhead == 0
+    assert stats["examples_scored"] == sum(stats["candidates_per_round"])
+    assert stats["candidates_per_round"] == control_stats["candidates_per_round"]
+    assert control_stats["activity"]["summary"].endswith("scored 0 examples")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 50_000), st.integers(1, 5000), st.integers(0, 100_000),
+       st.one_of(st.none(), st.floats(1.0, 8.0)))
+def test_candidate_count_is_sized_to_what_the_round_can_add_and_training_use(pool, round_size, draws_left, factor):
+    round_size = min(round_size, pool)  # a round never adds more than the pool holds
+    count = candidate_count(pool, round_size, draws_left, factor)
+    assert round_size <= count <= pool
+    if factor is None:
+        assert count == pool
+    else:
+        assert count <= max(round_size, math.ceil(factor * min(round_size, draws_left)))
+        assert count == pool or count >= factor * min(round_size, draws_left)
+
+
+def _rounds_run(workload, name, config, steps=12):
+    result = run_trial(_short(workload, steps), 0, [get_technique(name).plugin(workload, config)], device="cpu")
+    assert result.error is None
+    return result, result.technique_stats[name]
+
+
+def test_default_candidates_are_a_multiple_of_a_rounds_size_and_all_scores_the_whole_pool(grammar_micro):
+    rounds, n = 3, len(grammar_micro.train)
+    result, stats = _rounds_run(grammar_micro, "active_learning", {"rounds": rounds})
+    plan = acquisition_plan(n, seed_fraction=0.1, budget_fraction=0.5, rounds=rounds, acquire_until=0.5,
+                            max_steps=12)
+    batch_size = grammar_micro.hparams.batch_size
+    expected = [candidate_count(n - plan.seed_size - sum(size for _, size in plan.rounds[:k]), size,
+                                (12 - step) * batch_size, 2.0) for k, (step, size) in enumerate(plan.rounds)]
+    assert stats["candidates_per_round"] == expected and stats["examples_scored"] == sum(expected)
+    assert result.ledger.examples_overhead == sum(expected)
+    _, everything = _rounds_run(grammar_micro, "active_learning", {"rounds": rounds, "candidate_pool": "all"})
+    pools = [n - plan.seed_size - sum(size for _, size in plan.rounds[:k]) for k in range(rounds)]
+    assert everything["candidates_per_round"] == pools and everything["examples_scored"] == sum(pools)
+    assert sum(expected) < sum(pools)
+
+
+@pytest.mark.parametrize("name", ["active_learning", "active_learning_random"])
+def test_activity_says_how_much_data_was_trained_on_and_scored(digits_micro, name):
+    _, stats = _rounds_run(digits_micro, name, {"rounds": 2})
+    scored = stats.get("examples_scored", 0)
+    assert stats["activity"] == {"fired": True, "value": stats["selected_fraction"],
+                                 "summary": f"trained on {stats['selected_fraction']:.0%} of the data, "
+                                            f"scored {scored} examples"}
+    _, before_any_round = _rounds_run(digits_micro, name, {"rounds": 2}, steps=1)  # the first round is due at step 1
+    assert before_any_round["rounds_done"] == 0 and before_any_round["activity"]["fired"] is False
+    assert before_any_round["activity"]["summary"] == "trained on 10% of the data, scored 0 examples"
+
+
+@pytest.mark.parametrize("name", ["active_learning", "active_learning_random"])
+def test_stats_work_before_setup(digits_micro, name):
+    stats = get_technique(name).plugin(digits_micro).select.stats()
+    assert stats["selected_examples"] == stats["rounds_done"] == 0 and stats["activity"]["fired"] is False
 
 
 @pytest.mark.parametrize(("config", "key"), [
+    ({"candidate_pool": 0.5}, "candidate_pool"), ({"candidate_pool": "some"}, "candidate_pool"),
     ({"strategy": "bald"}, "strategy"), ({"budget_fraction": 1.5}, "budget_fraction"),
     ({"seed_fraction": 0.0}, "seed_fraction"), ({"seed_fraction": 0.6}, "seed_fraction"),
     ({"rounds": 0}, "rounds"), ({"acquire_until": 0.0}, "acquire_until"),

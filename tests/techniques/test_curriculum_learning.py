@@ -16,10 +16,11 @@ from torch.utils.data import TensorDataset
 
 from step7bench.engine import GateStage, Plugin, run_trial
 from step7bench.techniques import get_technique
-from step7bench.techniques.curriculum_learning import (STRATEGIES, CurriculumLearningScheduler, Pacing, PaceClock,
-                                                       admitted_count, easiest_first, epoch_progress,
-                                                       length_difficulty, next_pace_rate, next_token_targets,
-                                                       nll_difficulty, rarity_difficulty, token_mask, token_rarity)
+from step7bench.techniques.curriculum_learning import (STRATEGIES, CurriculumLearningScheduler, PacedOrder, Pacing,
+                                                       PaceClock, _Difficulty, admitted_count, easiest_first,
+                                                       epoch_progress, length_difficulty, next_pace_rate,
+                                                       next_token_targets, nll_difficulty, rarity_difficulty,
+                                                       scoring_quota, token_mask, token_rarity)
 from step7bench.workloads.base import IGNORE_INDEX
 from step7bench.workloads.models import MLPClassifier, TinyGPT
 
@@ -251,7 +252,7 @@ def test_bad_arguments_name_the_argument(call, name):
     ({"difficulty_metric": "length"}, "difficulty_metric"), ({"difficulty_metric": "size"}, "difficulty_metric"),
     ({"strategy": "step"}, "strategy"), ({"full_at": 2.0}, "full_at"),
     ({"reference_fraction": 0.0}, "reference_fraction"), ({"dynamic": True, "dynamic_speedup": 0.5}, "dynamic_speedup"),
-    ({"pace": 1}, "pace"),
+    ({"pace": 1}, "pace"), ({"candidate_pool": 0}, "candidate_pool"), ({"candidate_pool": "most"}, "candidate_pool"),
 ])
 def test_bad_configuration_names_the_key(config, key, digits_micro):
     with pytest.raises(ValueError, match=key):
@@ -276,13 +277,14 @@ class _FirstBatchRecorder(GateStage):
     ("digits", "perplexity"), ("grammar-lm", "perplexity"), ("grammar-lm", "length"), ("grammar-lm", "rarity")])
 def test_plugin_trains_charged_and_its_control_costs_nothing(workload_name, metric, digits_micro, grammar_micro):
     workload = _short(digits_micro if workload_name == "digits" else grammar_micro, max_steps=10)
-    config = {"difficulty_metric": metric, "dynamic": True}
+    config = {"difficulty_metric": metric, "dynamic": True, "candidate_pool": "all"}
     result = run_trial(workload, 0, [get_technique("curriculum").plugin(workload, config)], device="cpu")
     control = run_trial(workload, 0, [get_technique("curriculum_random").plugin(workload, config)], device="cpu")
     assert result.error is None and control.error is None
     stats = result.technique_stats["curriculum"]
     assert stats["difficulty_metric"] == metric
     assert stats["admitted_fraction"] == control.technique_stats["curriculum_random"]["admitted_fraction"]
+    assert stats["activity"] == control.technique_stats["curriculum_random"]["activity"]  # the same pacing
     if metric == "perplexity":  # the reference's training and its scoring pass, all charged
         batch_size = workload.hparams.batch_size
         assert stats["reference_steps"] == 1 and stats["examples_scored"] == len(workload.train)
@@ -305,8 +307,64 @@ def test_first_batch_holds_the_easiest_examples(grammar_micro):
 def test_stacked_under_active_learning_scores_only_the_selection(digits_micro):
     workload = _short(digits_micro, max_steps=12)
     plugins = [get_technique("active_learning").plugin(workload, {"rounds": 2}),
-               get_technique("curriculum").plugin(workload)]
+               get_technique("curriculum").plugin(workload, {"candidate_pool": "all"})]
     result = run_trial(workload, 0, plugins, device="cpu")
     assert result.error is None
     selected = result.technique_stats["active_learning"]["selected_examples"]
     assert result.technique_stats["curriculum"]["examples_scored"] == selected < len(workload.train)
+    # By default each round tops the scored examples up to the quota of its step, no further:
+    # the seed set (135) at step 0 (quota 12 x 32), then up to 9 x 32 at the first round (step 3),
+    # and nothing at the second (step 6: quota 6 x 32, already met).
+    plugins = [get_technique("active_learning").plugin(workload, {"rounds": 2}),
+               get_technique("curriculum").plugin(workload)]
+    result = run_trial(workload, 0, plugins, device="cpu")
+    assert result.error is None
+    assert result.technique_stats["curriculum"]["examples_scored"] == 9 * 32 < selected
+
+
+class _RecordedDifficulty(_Difficulty):
+    """Difficulty = the example's id (lower id = easier), noting every id scored."""
+
+    def __init__(self):
+        self.scored: list[int] = []
+
+    def of(self, ctx, ids):
+        self.scored.extend(ids.tolist())
+        return ids.float()
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 100_000), st.integers(0, 100_000), st.one_of(st.none(), st.floats(0.1, 4.0)))
+def test_scoring_quota_is_sized_to_the_draws_left(in_play, draws_left, factor):
+    quota = scoring_quota(in_play, draws_left, factor)
+    assert quota == (in_play if factor is None else min(in_play, math.ceil(factor * draws_left)))
+
+
+@pytest.mark.parametrize(("factor", "scored"), [(1.0, 10 * 32), (0.5, 5 * 32), (None, 2000)])
+def test_only_a_quota_is_scored_and_unscored_examples_rank_after_the_scored(grammar_micro, factor, scored):
+    workload = _short(grammar_micro, max_steps=10)
+    difficulty, recorder = _RecordedDifficulty(), _FirstBatchRecorder()
+    order = PacedOrder(Pacing("linear", 0.01, 0.5), difficulty, None, factor)
+    plugins = [Plugin("curriculum", order=order), Plugin("recorder", gate=recorder)]
+    assert run_trial(workload, 0, plugins, device="cpu").error is None
+    assert len(difficulty.scored) == len(set(difficulty.scored)) == scored
+    ranked = order._ranked.tolist()
+    assert ranked[:scored] == sorted(difficulty.scored)  # the scored ones, easiest (lowest id) first
+    assert set(ranked[scored:]) == set(range(2000)) - set(difficulty.scored)  # then the rest
+    assert set(recorder.first_ids.tolist()) <= set(ranked[:32])  # the first batch: the admitted easiest
+
+
+@pytest.mark.parametrize(("start_fraction", "fired"), [(0.01, True), (1.0, False)])
+def test_activity_fires_only_when_a_step_saw_a_strict_subset(grammar_micro, start_fraction, fired):
+    workload = _short(grammar_micro, max_steps=10)
+    config = {"difficulty_metric": "length", "start_fraction": start_fraction}
+    stats = run_trial(workload, 0, [get_technique("curriculum").plugin(workload, config)],
+                      device="cpu").technique_stats["curriculum"]
+    assert stats["activity"]["fired"] is fired
+    if fired:  # linear from 1% to all at half the budget: steps 0-4 of the 10 before that
+        assert stats["steps_on_a_subset"] == 5 and stats["activity"]["value"] == 0.5
+        # 1% of 2,000 is 20 examples, fewer than a batch: a batch's worth (32) is admitted
+        assert stats["activity"]["summary"] == "admitted 1.6% of the data at step 0; 50% of steps saw a strict subset"
+    else:
+        assert stats["activity"] == {"fired": False, "value": 0.0,
+                                     "summary": "admitted 100% of the data at step 0; 0% of steps saw a strict subset"}

@@ -175,6 +175,8 @@ def test_batch_form_keeps_inputs_and_targets_consistent(synonym_prob, deletion_p
     assert torch.equal(inputs[:, 1:][both], targets[:, :-1][both])
     assert torch.all(inputs[~predicted] == 0)
     assert int(counts.tokens_deleted) == int((batch.targets != IGNORE_INDEX).sum() - predicted.sum())
+    changed_rows = int(((inputs != batch.inputs) | (targets != batch.targets)).any(dim=1).sum())
+    assert int(counts.examples_changed) == changed_rows <= int(counts.examples)
 
 
 def test_synonym_table_of_nothing_replaces_nothing():
@@ -203,6 +205,22 @@ def test_plugin_trains_and_books_the_transform_as_overhead():
     # augmented views replace originals: same examples, fewer tokens (deletions)
     assert result.ledger.examples_forward == baseline.ledger.examples_forward
     assert result.ledger.tokens_forward == baseline.ledger.tokens_forward - stats["tokens_deleted"]
+
+
+@pytest.mark.parametrize(("config", "fired"), [({}, True),
+                                               ({"synonym_prob": 0.0, "deletion_prob": 0.0}, False)])
+def test_activity_counts_the_examples_the_operations_changed(config, fired):
+    workload = _grammar_micro()
+    result = run_trial(workload, seed=0, plugins=[technique_specs()["augmentation"].plugin(workload, config)],
+                       device="cpu", budget=_short(workload))
+    stats = result.technique_stats["augmentation"]
+    assert stats["augmented_examples"] > 0  # drawn for augmentation either way
+    assert 0 <= stats["changed_examples"] <= stats["augmented_examples"]
+    assert stats["changed_fraction"] == stats["changed_examples"] / (6 * workload.hparams.batch_size)
+    assert stats["activity"]["fired"] is fired and stats["activity"]["value"] == stats["changed_fraction"]
+    assert stats["activity"]["summary"].endswith(" of examples augmented")
+    if not fired:
+        assert stats["changed_examples"] == 0 and stats["activity"]["summary"] == "0% of examples augmented"
 
 
 def test_plugin_is_deterministic_per_seed():

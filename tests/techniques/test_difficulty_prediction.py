@@ -15,7 +15,8 @@ from torch import nn
 
 from step7bench.engine import run_trial
 from step7bench.techniques import technique_specs
-from step7bench.techniques.difficulty_prediction import (SkipRule, StaleLossPredictor, easiest, per_example_criterion,
+from step7bench.techniques.difficulty_prediction import (JUDGE_EVERY_PAIRS, SkipRanker, SkipRule, StaleLossPredictor,
+                                                         easiest, per_example_criterion, predictor_beats_stale_loss,
                                                          skip_count, spearman, train_with_difficulty_prediction)
 from step7bench.workloads import get_workload
 from step7bench.workloads.base import ExampleDataset
@@ -63,6 +64,7 @@ def test_seed_example_on_digits(digits_micro):
     assert metrics["total_examples_skipped"] > 0 and metrics["predictor_wall_s"] > 0
     assert metrics["optimizer_steps"] == 5 * 3  # no batch is skipped whole at a threshold of 0.5
     assert -1.0 <= metrics["predictor_spearman"][1] <= 1.0
+    assert set(metrics["ranking"]) <= {"predictor", "stale_loss"} and len(metrics["ranking"]) == 5
 
 
 def test_seed_function_trains_a_sequence_model():
@@ -153,6 +155,57 @@ def test_predictor_has_no_prediction_before_a_loss_and_learns_a_trend():
     assert error < 0.2 * (predictor.stale_loss - actual).abs().max()  # beats the bare stale loss
 
 
+def _ranker_fed(loss_of_visit, n=64, visits=12, seed=0):
+    """A SkipRanker that saw every one of `n` examples (lengths 1..n) `visits` times, the loss of
+    each visit from `loss_of_visit(visit, lengths, generator)`; the rate it judged on included."""
+    lengths = torch.arange(1, n + 1)
+    ranker = SkipRanker(lengths, ridge=1.0, forget=0.99, holdout_fraction=0.2,
+                        generator=torch.Generator().manual_seed(seed))
+    generator, ids = torch.Generator().manual_seed(seed + 1), torch.arange(n)
+    for visit in range(visits):
+        predicted = ranker.predictor.predict(ids, visit)
+        ranker.observe(ids, predicted, loss_of_visit(visit, lengths.double(), generator), visit)
+    return ranker
+
+
+def test_the_predictor_ranks_only_when_it_beats_the_stale_loss_on_held_out_pairs():
+    # a loss set by the example's length plus fresh noise each visit: the last measurement is a
+    # noisy ranker, the fitted length term a better one
+    noisy = _ranker_fed(lambda visit, lengths, g: lengths / 64 + 0.5 * torch.randn(len(lengths), generator=g,
+                                                                                  dtype=torch.float64))
+    figures = noisy.figures()
+    assert noisy.held_out.total >= JUDGE_EVERY_PAIRS
+    assert figures["predictor_spearman"] > figures["stale_loss_spearman"] and figures["ranking"] == "predictor"
+    ids = torch.arange(64)
+    predicted = noisy.predictor.predict(ids, 12)
+    assert torch.equal(noisy.scores(predicted, ids), predicted)
+    # a loss that repeats itself: the stale loss is already perfect, so the predictor cannot be higher
+    repeating = _ranker_fed(lambda visit, lengths, g: lengths.flip(0) / 64)
+    assert repeating.figures()["ranking"] == "stale_loss" and not repeating.uses_predictor
+    assert torch.equal(repeating.scores(predicted, ids), repeating.predictor.stale_loss[ids])
+
+
+def test_held_out_pairs_are_never_fitted():
+    ranker = SkipRanker(torch.ones(8, dtype=torch.long), ridge=1.0, forget=1.0, holdout_fraction=0.5,
+                        generator=torch.Generator().manual_seed(0))
+    ids = torch.arange(8)
+    ranker.observe(ids, torch.full((8,), math.nan, dtype=torch.float64), torch.ones(8), 0)  # first visit: no pairs
+    predicted = ranker.predictor.predict(ids, 1)
+    held_predicted, held_stale, held_measured = ranker.observe(ids, predicted, torch.full((8,), 2.0), 1)
+    fitted = 8 - len(held_measured)
+    assert 0 < len(held_measured) < 8 and ranker.held_out.total == len(held_measured)
+    assert float(ranker.predictor._gram[0, 0]) == fitted  # the intercept feature counts the fitted pairs only
+    assert torch.equal(held_stale, torch.ones(len(held_measured), dtype=torch.float64))
+
+
+@given(st.floats(-1.0, 1.0), st.floats(-1.0, 1.0))
+def test_the_predictor_wins_only_when_strictly_higher_and_defined(predictor, stale):
+    assert predictor_beats_stale_loss({"predictor_spearman": predictor, "stale_loss_spearman": stale}) == (
+        predictor > stale)
+    assert not predictor_beats_stale_loss({"predictor_spearman": math.nan, "stale_loss_spearman": stale})
+    assert not predictor_beats_stale_loss({"predictor_spearman": predictor, "stale_loss_spearman": math.nan})
+
+
 @settings(max_examples=30, deadline=None)
 @given(threshold=st.floats(0.0, 1.0), max_skips=st.integers(1, 3), seed=st.integers(0, 2**31))
 def test_skip_rule_never_skips_unseen_examples_or_too_often_in_a_row(threshold, max_skips, seed):
@@ -186,9 +239,24 @@ def test_plugin_and_control_skip_and_book_overhead(digits_micro, name):
     assert ledger.examples_forward == ledger.examples_backward == stats["examples_gated"] - stats["examples_skipped"]
     assert ledger.wall_overhead_s > 0
     if name == "difficulty_prediction":
-        # the predictor learned from every training forward that had a prediction
+        # the predictor learned from every training forward that had a prediction, and was judged
+        # on the held-out share of them
         assert 0 < stats["predictor_pairs"] <= ledger.examples_forward
-        assert -1.0 <= stats["predictor_spearman"] <= 1.0
+        assert -1.0 <= stats["predictor_spearman"] <= 1.0 and -1.0 <= stats["stale_loss_spearman"] <= 1.0
+        assert stats["ranking"] in {"predictor", "stale_loss"} and 0.0 <= stats["predictor_ranked_share"] <= 1.0
+    assert stats["activity"]["fired"] is True and stats["activity"]["value"] == stats["skip_rate"]
+    assert stats["activity"]["summary"].startswith(f"{stats['skip_rate']:.0%} of examples skipped")
+
+
+@pytest.mark.parametrize("name", ["difficulty_prediction", "difficulty_prediction_random"])
+def test_under_one_epoch_nothing_is_skipped_and_the_activity_says_why(name):
+    workload = _grammar_micro()  # 2,000 examples; 8 steps of 32 see each at most once
+    result = _trial(workload, [name], workload.train, steps=8, config={name: {"skip_threshold": 0.5}})
+    assert result.status == "missed", result.error
+    stats = result.technique_stats[name]
+    assert stats["examples_skipped"] == 0
+    assert stats["activity"] == {"fired": False, "value": 0.0,
+                                 "summary": "0% of examples skipped: no example was seen twice within the budget"}
 
 
 def test_control_skips_at_the_technique_rate(digits_micro):
@@ -211,6 +279,9 @@ def test_plugin_on_grammar_stacked_after_augmentation():
 @pytest.mark.parametrize(("name", "config", "key"), [
     ("difficulty_prediction", {"skip_threshold": 2.0}, "skip_threshold"),
     ("difficulty_prediction", {"ridge": 0.0}, "ridge"), ("difficulty_prediction", {"forget": 1.5}, "forget"),
+    ("difficulty_prediction", {"holdout_fraction": 0.0}, "holdout_fraction"),
+    ("difficulty_prediction", {"holdout_fraction": 1.0}, "holdout_fraction"),
+    ("difficulty_prediction_random", {"holdout_fraction": 0.2}, "holdout_fraction"),
     ("difficulty_prediction_random", {"max_consecutive_skips": 0}, "max_consecutive_skips"),
     ("difficulty_prediction_random", {"ridge": 1.0}, "ridge"),
 ])
@@ -224,3 +295,4 @@ def test_stats_work_before_setup(digits_micro, name):
     # a trial that fails before setup still collects every technique's stats
     stats = technique_specs()[name].plugin(digits_micro).gate.stats()
     assert stats["examples_gated"] == 0 and stats["skip_rate"] == 0.0
+    assert stats["activity"] == {"fired": False, "summary": "0% of examples skipped", "value": 0.0}

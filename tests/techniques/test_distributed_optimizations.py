@@ -170,7 +170,8 @@ def test_a_data_parallel_trial_matches_the_single_process_trial(two_ranks, digit
                        budget=TRIAL_BUDGET)
     status, error, curve, ledger, combined, stats = two_ranks[0]["trial"]
     assert status == "missed", error
-    assert stats["distributed"] == {"world_size": 2, "use_zero": True}
+    assert stats["distributed"] == {"activity": {"fired": True, "summary": "2 ranks", "value": 2.0},
+                                    "world_size": 2, "use_zero": True}
     assert curve == pytest.approx([p.val_loss for p in single.curve], rel=1e-4)
     # Each rank forwards half of every global batch; together they count it once.
     assert ledger.examples_forward * 2 == single.ledger.examples_forward == combined.examples_forward
@@ -269,6 +270,21 @@ def test_one_rank_needs_no_process_group_and_shards_nothing():
     assert math.isfinite(loss)
     parameters = sum(p.numel() for p in trainer.module.parameters())
     assert trainer.optimizer_state_bytes() >= 8 * parameters  # two fp32 moments per parameter
+
+
+def test_in_one_process_the_plugin_says_it_did_not_fire(digits_micro):
+    result = run_trial(digits_micro, 0, [SPEC.plugin(digits_micro)], device="cpu", target_val_loss=0.0,
+                       budget=TRIAL_BUDGET)
+    assert result.technique_stats["distributed"] == {
+        "activity": {"fired": False, "summary": "1 rank", "value": 1.0}, "world_size": 1, "use_zero": False}
+
+
+@pytest.mark.parametrize(("micro_steps", "summary"), [(1, "1 micro-step"), (4, "4 micro-steps")])
+def test_accumulation_activity_counts_its_micro_steps(digits_micro, micro_steps, summary):
+    plugin = ACCUMULATION_SPEC.plugin(digits_micro, {"gradient_accumulation_steps": micro_steps})
+    result = run_trial(digits_micro, 0, [plugin], device="cpu", target_val_loss=0.0, budget=TRIAL_BUDGET)
+    assert result.technique_stats["gradient_accumulation"]["activity"] == {
+        "fired": micro_steps > 1, "summary": summary, "value": float(micro_steps)}
 
 
 def test_accumulation_weights_micro_batches_by_their_counted_tokens():

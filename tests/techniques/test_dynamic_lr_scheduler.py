@@ -8,12 +8,13 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
 from step7bench.engine import run_trial
 from step7bench.techniques import get_technique
+from step7bench.engine.stages import warmup_cosine_factor
 from step7bench.techniques.dynamic_lr_scheduler import (PlateauState, create_dynamic_scheduler, is_improvement,
                                                         linear_warmup_factor, next_plateau_state,
                                                         restart_period_steps, smoothed)
@@ -151,6 +152,39 @@ def test_dynamic_needs_the_loss():
         create_dynamic_scheduler(_optimizer()).step()
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 300), st.floats(0.0, 0.5), st.floats(1.0, 1.5), st.floats(1.0, 4.0), st.integers(0, 5))
+def test_on_the_envelope_an_improving_loss_still_decays_the_rate_to_zero_at_the_horizon(
+        total_steps, warmup_share, increase_factor, max_lr_factor, patience):
+    warmup_steps = int(warmup_share * total_steps)
+    optimizer = _optimizer(lr=0.1, groups=2)
+    scheduler = create_dynamic_scheduler(optimizer, patience=patience, increase_factor=increase_factor,
+                                         min_lr_factor=1.0 / max_lr_factor, max_lr_factor=max_lr_factor,
+                                         total_steps=total_steps, warmup_steps=warmup_steps)
+    assert scheduler.get_last_lr() == pytest.approx([0.1 * warmup_cosine_factor(0, warmup_steps, total_steps),
+                                                     0.2 * warmup_cosine_factor(0, warmup_steps, total_steps)])
+    for step in range(1, total_steps + 1):
+        scheduler.step(loss=10.0 / step)  # improves on every step
+        multiplier = scheduler.state.lr_factor
+        assert 1.0 / max_lr_factor <= multiplier <= max_lr_factor
+        envelope = warmup_cosine_factor(step, warmup_steps, total_steps)
+        assert scheduler.get_last_lr() == pytest.approx([0.1 * envelope * multiplier, 0.2 * envelope * multiplier])
+        if step <= warmup_steps:
+            assert multiplier == 1.0  # the rule is idle during warm-up
+    assert scheduler.get_last_lr() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert scheduler.lowest_lr_factor >= 1.0 / max_lr_factor and scheduler.highest_lr_factor <= max_lr_factor
+
+
+def test_during_warm_up_the_rule_needs_no_loss():
+    optimizer = _optimizer(lr=0.1)
+    scheduler = create_dynamic_scheduler(optimizer, total_steps=10, warmup_steps=2)
+    scheduler.step()  # the first warm-up step
+    scheduler.step()  # the second
+    with pytest.raises(ValueError, match="loss"):
+        scheduler.step()
+    assert scheduler.increases == scheduler.decreases == 0
+
+
 def test_cosine_restart_is_torchs_with_documented_defaults():
     ours, theirs = _optimizer(), _optimizer()
     scheduler = create_dynamic_scheduler(ours, "cosine_restart")
@@ -183,6 +217,9 @@ def test_one_cycle_holds_its_last_rate_past_total_steps():
     ({"min_lr_factor": 0.0}, "min_lr_factor"),
     ({"threshold": -0.1}, "threshold"),
     ({"T_0": 5}, "T_0"),
+    ({"total_steps": 0}, "total_steps"),
+    ({"warmup_steps": -1, "total_steps": 10}, "warmup_steps"),
+    ({"warmup_steps": 5}, "total_steps"),
     ({"scheduler_type": "one_cycle"}, "total_steps"),
 ])
 def test_bad_arguments_name_themselves(arguments, named):
@@ -207,11 +244,40 @@ def test_plugin_trains_through_the_engine(digits_micro, scheduler_type):
     assert result.status == "missed", result.error
     assert result.ledger.steps == 8
     stats = result.technique_stats["dynamic_lr"]
-    assert 0 < stats["lr_final_factor"] <= stats["lr_peak_factor"]
+    assert 0 <= stats["lr_final_factor"] <= stats["lr_peak_factor"] and stats["lr_peak_factor"] > 0
     if scheduler_type == "dynamic":
-        # the rule ran after warm-up, and its loss reads were booked as overhead
+        # the rule ran after warm-up, and its loss reads were booked as overhead; the rate rode
+        # on the baseline's cosine, decayed to zero at the end of the budget
         assert stats["lr_increases"] + stats["lr_decreases"] > 0
         assert result.ledger.wall_overhead_s > 0
+        assert stats["lr_final_factor"] == pytest.approx(0.0, abs=1e-12)
+    else:
+        assert stats["lr_final_factor"] > 0
+
+
+def test_plugin_rides_on_the_baselines_schedule_within_its_bound(digits_micro):
+    workload = _short_warmup(digits_micro, warmup_steps=5)
+    plugin = get_technique("dynamic_lr").plugin(workload, {"patience": 0, "increase_factor": 1.5})
+    result = run_trial(workload, 0, [plugin], device="cpu", budget=Budget(60, math.inf), target_val_loss=0.0)
+    stats = result.technique_stats["dynamic_lr"]
+    assert result.status == "missed", result.error
+    assert stats["lr_multiplier_max"] <= 2.0 and stats["lr_multiplier_min"] >= 0.5
+    assert stats["lr_peak_factor"] <= 2.0 and stats["lr_final_factor"] == pytest.approx(0.0, abs=1e-12)
+    assert stats["activity"]["fired"] is True
+    assert stats["activity"]["summary"] == (f"LR multiplier ranged {stats['lr_multiplier_min']:.2f}-"
+                                            f"{stats['lr_multiplier_max']:.2f}x the tuned rate")
+
+
+@pytest.mark.parametrize(("config", "fired"), [({"increase_factor": 1.0, "patience": 10_000}, False),
+                                               ({"patience": 0, "increase_factor": 1.1}, True)])
+def test_activity_fires_only_when_the_multiplier_leaves_one(digits_micro, config, fired):
+    workload = _short_warmup(digits_micro)
+    result = run_trial(workload, 0, [get_technique("dynamic_lr").plugin(workload, config)], device="cpu",
+                       budget=Budget(12, math.inf))
+    entry = result.technique_stats["dynamic_lr"]["activity"]
+    assert entry["fired"] is fired and entry["value"] >= 1.0
+    if not fired:
+        assert entry["value"] == 1.0 and entry["summary"] == "LR multiplier ranged 1.00-1.00x the tuned rate"
 
 
 def test_plugin_keeps_the_presets_warmup(digits_micro):

@@ -11,14 +11,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from step7bench.engine import run_trial
-from step7bench.techniques.gradient_caching import (RANDOM_SPEC, SPEC, GradientCache, GradientCachingTrainer,
-                                                    LastLayerSigner, SimilarReuse, cosine_to_rows, flatten_gradients,
-                                                    load_gradients, output_error, sketch_last_layer_gradient)
+from step7bench.engine import Plugin, run_trial
+from step7bench.techniques.gradient_caching import (AGE_NEIGHBOURS, RANDOM_SPEC, SPEC, AgeMatchedReuse,
+                                                    CachedGradientStepStage, GradientCache, GradientCachingTrainer,
+                                                    LastLayerSigner, SimilarReuse, best_hit, cosine_to_rows,
+                                                    flatten_gradients, load_gradients, nearest_in_age, output_error,
+                                                    sketch_last_layer_gradient)
 from step7bench.workloads.base import IGNORE_INDEX
 
-STAT_KEYS = {"hit_rate", "hits", "misses", "mean_similarity_on_hit", "cached_vs_fresh_cosine", "audited_hits",
-             "cache_entries", "cache_bytes"}
+STAT_KEYS = {"activity", "hit_rate", "hits", "misses", "mean_similarity_on_hit", "mean_age_on_hit",
+             "cached_vs_fresh_cosine", "audited_hits", "cache_entries", "cache_bytes"}
 
 
 def _model() -> nn.Module:
@@ -176,6 +178,49 @@ def test_the_cache_keeps_the_newest_entries_and_evicts_the_oldest(capacity, inse
     assert kept == list(range(max(0, inserts - capacity), inserts))
 
 
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1.0, 1.0, width=32), max_size=12), st.floats(-1.0, 1.0, width=32))
+def test_best_hit_is_the_largest_cosine_when_it_reaches_the_threshold(cosines, threshold):
+    hit = best_hit(torch.tensor(cosines), threshold)
+    if not cosines or max(cosines) < threshold:
+        assert hit is None
+    else:
+        assert cosines[hit] == max(cosines)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 12), st.integers(0, 20), st.integers(1, 6), st.data())
+def test_nearest_in_age_takes_the_closest_others(capacity, inserts, count, data):
+    cache = GradientCache(capacity, parameter_count=1, device=torch.device("cpu"), dtype=torch.float32)
+    for value in range(inserts + 1):
+        cache.insert(torch.zeros(1), torch.tensor([1.0, float(value)]))
+    ages = cache.ages()
+    assert sorted(ages.tolist()) == list(range(len(cache)))  # the newest is 0, then one per later write
+    match = data.draw(st.integers(0, len(cache) - 1))
+    chosen = nearest_in_age(ages, match, count)
+    assert len(chosen) == min(count, len(cache) - 1) and match not in chosen.tolist()
+    assert len(set(chosen.tolist())) == len(chosen)
+    distance = (ages - ages[match]).abs()
+    rest = [i for i in range(len(cache)) if i != match and i not in chosen.tolist()]
+    if len(chosen) and rest:
+        assert int(distance[chosen].max()) <= int(distance[rest].min())
+
+
+def test_age_matched_reuse_hits_when_similar_reuse_does_and_swaps_the_match():
+    cache = GradientCache(8, parameter_count=1, device=torch.device("cpu"), dtype=torch.float32)
+    control = AgeMatchedReuse(0.9, torch.Generator().manual_seed(0))
+    assert control.choose(cache, torch.tensor([1.0, 0.0])) is None  # an empty cache misses
+    cache.insert(torch.zeros(1), torch.tensor([1.0, 0.0]))
+    assert control.choose(cache, torch.tensor([1.0, 0.0]))[0] == 0  # the one entry: nothing else of its age
+    for angle in (0.5, 1.0, 1.5, 2.0, 2.5):
+        cache.insert(torch.zeros(1), torch.tensor([math.cos(angle), math.sin(angle)]))
+    query = torch.tensor([1.0, 0.0])
+    assert SimilarReuse(0.9).choose(cache, query)[0] == 0
+    picks = {control.choose(cache, query)[0] for _ in range(50)}
+    assert picks == set(nearest_in_age(cache.ages(), 0, AGE_NEIGHBOURS).tolist()) == {1, 2, 3, 4}
+    assert control.choose(cache, torch.tensor([0.0, -1.0])) is None  # below the threshold: a miss, like the technique
+
+
 def test_similar_reuse_hits_only_at_or_above_its_threshold():
     cache = GradientCache(4, parameter_count=1, device=torch.device("cpu"), dtype=torch.float32)
     assert SimilarReuse(0.5).choose(cache, torch.tensor([1.0, 0.0])) is None  # an empty cache misses
@@ -207,14 +252,79 @@ def test_the_plugin_charges_its_overhead_and_keeps_the_audit_apart(digits_micro)
     assert -1.0 <= stats["cached_vs_fresh_cosine"] <= 1.0
 
 
-def test_the_random_control_reuses_without_a_signature(digits_micro):
-    plugin = RANDOM_SPEC.plugin(digits_micro, {"reuse_rate": 0.5, "audit_fraction": 0.0})
-    result = run_trial(digits_micro, 0, [plugin], device="cpu", target_val_loss=0.0, budget=_short(digits_micro))
+def test_the_random_control_reuses_at_the_techniques_rate_and_pays_the_same_look_ups(digits_micro):
+    config = {"similarity_threshold": 0.5, "audit_fraction": 0.0}
+    technique, control = (run_trial(digits_micro, 0, [spec.plugin(digits_micro, config)], device="cpu",
+                                    target_val_loss=0.0, budget=_short(digits_micro, 20))
+                          for spec in (SPEC, RANDOM_SPEC))
+    assert technique.status == control.status == "missed", (technique.error, control.error)
+    stats, control_stats = technique.technique_stats["gradient_caching"], control.technique_stats[
+        "gradient_caching_random"]
+    assert control_stats["hits"] + control_stats["misses"] == 20 and control_stats["hits"] > 0
+    # the same look-up rule: the rates stay close once the runs part (the first reuse parts them)
+    assert abs(control_stats["hit_rate"] - stats["hit_rate"]) <= 0.15
+    assert control_stats["mean_similarity_on_hit"] < stats["mean_similarity_on_hit"]  # not chosen for similarity
+    assert control_stats["audited_hits"] == 0
+    assert control.ledger.examples_backward == control_stats["misses"] * digits_micro.hparams.batch_size
+    assert control.ledger.wall_overhead_s > 0  # it signs and looks up like the technique
+
+
+class _Recorded:
+    """A reuse policy that notes, per look-up, the entry it reused and the best match's entry and age."""
+
+    def __init__(self, policy):
+        self.policy, self.hits = policy, []
+
+    def choose(self, cache, signature):
+        choice = self.policy.choose(cache, signature)
+        if choice is not None:
+            match = best_hit(cache.similarities(signature), -math.inf)
+            ages = cache.ages()
+            self.hits.append((len(cache), choice[0], match, int(ages[choice[0]]), int(ages[match])))
+        return choice
+
+
+def _recorded_trial(workload, make_policy):
+    """A trial whose weights never move (learning rate 0), so the technique and its control sign the
+    same batches alike and take the same hit decisions: only the reused entries can differ."""
+    recorder: list[_Recorded] = []
+
+    def policy(ctx):
+        recorder.append(_Recorded(make_policy(ctx)))
+        return recorder[0]
+
+    stage = CachedGradientStepStage(100, policy, audit_fraction=0.0, cache_on_cpu=False)
+    frozen = dataclasses.replace(workload.hparams, lr=0.0)
+    result = run_trial(workload, 0, [Plugin("gradient_caching", step=stage)], device="cpu", target_val_loss=0.0,
+                       budget=_short(workload, 30), hparams=frozen)
     assert result.status == "missed", result.error
-    stats = result.technique_stats["gradient_caching_random"]
-    assert stats["hits"] + stats["misses"] == 8 and stats["hits"] > 0
-    assert math.isnan(stats["mean_similarity_on_hit"]) and stats["audited_hits"] == 0
-    assert result.ledger.examples_backward == stats["misses"] * digits_micro.hparams.batch_size
+    return result.technique_stats["gradient_caching"], recorder[0].hits
+
+
+def test_on_the_same_weights_the_control_reuses_as_often_but_other_entries_of_about_the_same_age(grammar_micro):
+    technique, technique_hits = _recorded_trial(grammar_micro, lambda ctx: SimilarReuse(0.5))
+    control, control_hits = _recorded_trial(
+        grammar_micro, lambda ctx: AgeMatchedReuse(0.5, ctx.torch_generator("gradient-cache-age-matched")))
+    assert control["hits"] == technique["hits"] > 0 and control["misses"] == technique["misses"]
+    assert [hit[:1] + hit[2:3] for hit in control_hits] == [hit[:1] + hit[2:3] for hit in technique_hits]
+    assert all(reused == match for _, reused, match, _, _ in technique_hits)
+    substituted = [hit for hit in control_hits if hit[0] > 1]
+    assert substituted and all(reused != match for _, reused, match, _, _ in substituted)
+    assert all(abs(age - match_age) <= AGE_NEIGHBOURS for _, _, _, age, match_age in control_hits)
+    assert control["mean_similarity_on_hit"] < technique["mean_similarity_on_hit"]
+
+
+def test_activity_says_what_share_of_steps_reused_a_gradient(grammar_micro):
+    fired = run_trial(grammar_micro, 0, [SPEC.plugin(grammar_micro, {"similarity_threshold": 0.3})], device="cpu",
+                      target_val_loss=0.0, budget=_short(grammar_micro, 10)).technique_stats["gradient_caching"]
+    assert fired["activity"]["fired"] is True and fired["activity"]["value"] == fired["hit_rate"] > 0
+    assert fired["activity"]["summary"] == f"{fired['hit_rate']:.0%} of steps reused a gradient"
+    for spec in (SPEC, RANDOM_SPEC):  # a threshold no sketch reaches: the mechanism never fires
+        result = run_trial(grammar_micro, 0, [spec.plugin(grammar_micro, {"similarity_threshold": 0.9999})],
+                           device="cpu", target_val_loss=0.0, budget=_short(grammar_micro, 10))
+        stats = result.technique_stats[spec.name]
+        assert stats["hits"] == 0 and stats["activity"]["fired"] is False and stats["activity"]["value"] == 0.0
+        assert stats["activity"]["summary"].startswith("0%")
 
 
 def test_the_plugin_trains_a_sequence_workload():
@@ -231,11 +341,20 @@ def test_the_plugin_trains_a_sequence_workload():
 
 @pytest.mark.parametrize(("spec", "config", "named"), [
     (SPEC, {"cache_size": 0}, "cache_size"), (SPEC, {"similarity_threshold": 2.0}, "similarity_threshold"),
-    (RANDOM_SPEC, {"reuse_rate": 1.5}, "reuse_rate"), (RANDOM_SPEC, {"audit_fraction": 2.0}, "audit_fraction"),
+    (RANDOM_SPEC, {"similarity_threshold": 1.5}, "similarity_threshold"),
+    (RANDOM_SPEC, {"audit_fraction": 2.0}, "audit_fraction"), (RANDOM_SPEC, {"reuse_rate": 0.2}, "reuse_rate"),
 ])
 def test_bad_settings_name_the_key(spec, config, named, digits_micro):
     with pytest.raises(ValueError, match=named):
         spec.plugin(digits_micro, config)
+
+
+@pytest.mark.parametrize("spec", [SPEC, RANDOM_SPEC])
+def test_stats_work_before_setup(spec, digits_micro):
+    # a trial that fails before setup still collects every technique's stats
+    stats = spec.plugin(digits_micro).step.stats()
+    assert STAT_KEYS <= set(stats) and stats["hits"] == stats["cache_entries"] == 0
+    assert stats["activity"] == {"fired": False, "summary": "0% of steps reused a gradient", "value": 0.0}
 
 
 def test_the_users_loop_doors_synchronise_the_trainers_own_device(monkeypatch):

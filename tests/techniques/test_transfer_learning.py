@@ -15,8 +15,9 @@ from step7bench.engine import Plugin, run_trial
 from step7bench.engine.stages import AllExamples
 from step7bench.measure.fingerprint import device_fingerprint
 from step7bench.techniques import get_technique, transfer_learning
-from step7bench.techniques.transfer_learning import (EpochMetrics, Pretrained, TransferLearningPipeline, cache_dir,
-                                                     measuring_conditions, pretraining_key, split_batch)
+from step7bench.techniques.transfer_learning import (DEFAULTS, EpochMetrics, Pretrained, TransferLearningPipeline,
+                                                     cache_dir, measuring_conditions, pretraining_key,
+                                                     pretraining_steps, split_batch)
 from step7bench.workloads.base import Budget, ExampleDataset
 from step7bench.workloads.digits import Digits
 from step7bench.workloads.models import TinyGPT
@@ -133,6 +134,17 @@ def test_split_batch_keeps_pairs_and_rejects_other_shapes():
         split_batch(torch.zeros(2, 3))
 
 
+@given(st.one_of(st.none(), st.floats(0.01, 5.0)), st.one_of(st.none(), st.integers(1, 10_000)),
+       st.integers(1, 10_000))
+def test_pretraining_length_is_a_count_or_a_share_of_the_budget(fraction, steps, budget_steps):
+    config = {**DEFAULTS, "pretrain_fraction": fraction, "pretrain_steps": steps}
+    length = pretraining_steps(config, budget_steps)
+    if fraction is not None:  # a fraction wins over a count (a grid point over a suite's setting)
+        assert length == max(1, round(fraction * budget_steps)) >= 1
+    else:
+        assert length == (budget_steps if steps is None else steps)
+
+
 def test_pretraining_key_changes_with_every_part(digits_micro):
     here = {"hardware_class": "cpu:x", "torch_threads": 2, "torch_version": "2.0"}
     key = pretraining_key(digits_micro, 0, here, 10)
@@ -204,6 +216,23 @@ def test_a_cache_entry_measured_under_other_conditions_is_a_miss(digits_micro, m
     assert len(list(cache_dir().glob("*.pt"))) == 2
 
 
+def test_a_pretraining_fraction_counts_the_trials_budget_and_activity_says_how_long(digits_micro):
+    recorder = _WeightsAtStart()
+    # the fraction wins over a suite's step count, as when the harness lays a grid point over it
+    plugin = get_technique("transfer").plugin(digits_micro, {"pretrain_steps": 200, "pretrain_fraction": 1.5})
+    result = run_trial(digits_micro, 0, [plugin, Plugin("recorder", select=recorder)], device="cpu", budget=BUDGET)
+    assert result.status == "missed", result.error
+    stats = result.technique_stats["transfer"]
+    assert result.ledger.steps_pretrain == stats["pretrain_steps"] == 6  # 1.5 x the 4-step budget
+    assert stats["pretrain_budget_fraction"] == 1.5
+    assert stats["activity"] == {"fired": True, "summary": "pretrained 6 steps", "value": 6.0}
+
+
+def test_stats_before_init_say_nothing_was_pretrained(digits_micro):
+    stats = get_technique("transfer").plugin(digits_micro).init.stats()
+    assert stats == {"activity": {"fired": False, "summary": "pretrained 0 steps", "value": 0.0}}
+
+
 def test_plugin_scales_the_finetuning_rate_and_can_skip_the_cache(digits_micro):
     result, recorder = _transfer_trial(digits_micro, finetune_lr_scale=0.1, cache=False)
     assert recorder.lr == pytest.approx(0.1 * digits_micro.hparams.lr)
@@ -218,6 +247,8 @@ class _NoSource(Digits):
 
 @pytest.mark.parametrize(("config", "named"), [
     ({"pretrain_steps": 0}, "pretrain_steps"),
+    ({"pretrain_fraction": 0.0}, "pretrain_fraction"),
+    ({"pretrain_fraction": "long"}, "pretrain_fraction"),
     ({"finetune_lr_scale": 0.0}, "finetune_lr_scale"),
     ({"cache": "yes"}, "cache"),
 ])
