@@ -26,7 +26,7 @@ from step7bench.engine.ledger import Ledger
 from step7bench.measure.clock import Clock
 from step7bench.measure.flops import FlopCounter
 from step7bench.seeding import numpy_rng, torch_generator
-from step7bench.workloads.base import Batch, Budget, ExampleDataset, Hyperparameters, Workload
+from step7bench.workloads.base import Batch, Budget, ExampleDataset, Hyperparameters, Workload, mixed_precision
 
 
 @dataclass
@@ -63,7 +63,8 @@ class TrialContext:
         """Training forward pass (with autograd), charged to the training forward bucket."""
         flops = self.flops.per_example(batch.inputs, batch.targets)
         self.ledger.charge_forward(len(batch), batch.tokens, flops.forward * len(batch))
-        logits = self.model(batch.inputs)
+        with mixed_precision(self.device):
+            logits = self.model(batch.inputs)
         for observe in self.forward_observers:
             observe(batch, logits.detach())
         return logits
@@ -86,7 +87,7 @@ class TrialContext:
         self.ledger.charge_overhead(len(batch), flops.forward * len(batch))
         was_training = model.training
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), mixed_precision(self.device):
             logits = model(batch.inputs)
         model.train(was_training)
         return logits

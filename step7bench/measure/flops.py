@@ -2,7 +2,11 @@
 
 `torch.utils.flop_counter.FlopCounterMode` counts matmuls and convolutions at 2*M*K*N, and
 nothing for elementwise ops, norms, softmax or the optimizer; it counts no-grad forwards
-too, so scoring passes can be charged. Counting runs on a deep copy of the model under a
+too, so scoring passes can be charged. It counts `scaled_dot_product_attention` on CUDA (the
+flash, memory-efficient and cuDNN kernels) but not on the CPU, whose flash kernel it has no
+formula for: this module registers torch's own SDPA formula for that kernel too (its two
+matmuls, QK^T and AV, at their full T x T size, causal or not, as the CUDA kernels are
+counted), so an attention costs the same FLOPs on every device. Counting runs on a deep copy of the model under a
 forked RNG, so it neither touches the real model's gradients nor shifts any random stream:
 a trial's numbers stay bit-identical whether or not a shape was counted before.
 
@@ -19,7 +23,21 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import (FlopCounterMode, register_flop_formula, sdpa_backward_flop_count,
+                                      sdpa_flop_count)
+
+_CPU_FLASH = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+_CPU_FLASH_BACKWARD = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+
+
+@register_flop_formula(_CPU_FLASH, get_raw=True)
+def _cpu_flash_flops(query, key, value, *args, out_val=None, **kwargs) -> int:
+    return sdpa_flop_count(query.shape, key.shape, value.shape)
+
+
+@register_flop_formula(_CPU_FLASH_BACKWARD, get_raw=True)
+def _cpu_flash_backward_flops(grad_out, query, key, value, *args, out_val=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
 
 
 @dataclass(frozen=True)

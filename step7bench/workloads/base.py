@@ -13,6 +13,7 @@ from the tensors (``ExampleDataset.gather``), which keeps the training loop over
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from abc import ABC, abstractmethod
@@ -172,6 +173,15 @@ def mean_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return sums.sum() / counts.sum().clamp(min=1)
 
 
+def mixed_precision(device: torch.device | str) -> contextlib.AbstractContextManager[None]:
+    """bf16 autocast on a CUDA device (matmuls and attention in bf16, reductions and the loss in
+    fp32, as torch's autocast lists decide), plain fp32 on the CPU: the precision every forward
+    pass of a trial runs at, training, scoring and evaluation alike."""
+    if torch.device(device).type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def _trim_padding(batch: Batch) -> Batch:
     """Drop the trailing columns where every example is padding. The language models are
     causal, so the kept positions' logits do not depend on the dropped ones; evaluation of
@@ -247,13 +257,14 @@ class Workload(ABC):
         return cross_entropy_terms(logits, targets)
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """The training loss of a batch: its summed loss over its predicted positions, per position."""
-        sums, counts = self.loss_terms(logits, targets)
+        """The training loss of a batch: its summed loss over its predicted positions, per position
+        (in fp32 whatever precision the logits came in: a no-op on the CPU)."""
+        sums, counts = self.loss_terms(logits.float(), targets)
         return sums.sum() / counts.sum().clamp(min=1)
 
     def per_example_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Each example's loss per predicted position, (B,): what scoring techniques rank by."""
-        sums, counts = self.loss_terms(logits, targets)
+        sums, counts = self.loss_terms(logits.float(), targets)
         return sums / counts.clamp(min=1)
 
     @torch.inference_mode()
@@ -270,7 +281,9 @@ class Workload(ABC):
         by_length = dataset.token_counts().argsort(stable=True)
         for start in range(0, len(dataset), batch_size):
             batch = _trim_padding(dataset.gather(by_length[start:start + batch_size])).to(device)
-            sums, counts = self.loss_terms(model(batch.inputs).float(), batch.targets)
+            with mixed_precision(device):
+                logits = model(batch.inputs)
+            sums, counts = self.loss_terms(logits.float(), batch.targets)
             total_loss += sums.double().sum()
             total_count += counts.double().sum()
         model.train(was_training)
