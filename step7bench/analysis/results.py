@@ -95,8 +95,11 @@ class Results:
             return {}
         sizes = look_sizes(design["initial"], design["batch"], design["max_seeds"])
         levels = spending_levels(len(sizes), design["alpha"], design["shape"])
-        return {(name, workload): Look(1 - levels[look - 1], sizes[look - 1])
-                for key, look in design["decided_at"].items() for name, workload in [key.split("|", 1)]}
+        looks = {}
+        for key, look in design["decided_at"].items():
+            name, workload = key.split("|", 1)
+            looks[(name, workload)] = Look(1 - levels[look - 1], sizes[look - 1])
+        return looks
 
     @property
     def hardware_class(self) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="ranks for trials whose arm includes `distributed`: each runs data-parallel under "
                              "torchrun on this many processes (default 1: every trial in this process)")
     parser.add_argument("--no-report", action="store_true", help="print the summary table only, write no report")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="after the suite's seeds, add seeds in batches to the arms of claims still undecided, up to "
+                             "the suite's [adaptive] max_seeds; an error-spending rule keeps wrong verdicts under its "
+                             "alpha overall")
     parser.set_defaults(handler=_run)
 
 
@@ -78,12 +83,15 @@ def _run(args: argparse.Namespace) -> int:
     args.results = results_dir = args.results or Path("reports") / suite.name  # named in a path error
     _check_folder(results_dir)
     check_results_database(results_dir)
+    if args.adaptive and (suite.adaptive is None or shard_spec is not None):
+        raise UserError("--adaptive needs the suite's [adaptive] table (max_seeds) and no --shard")
     console = summary_console()
+    options = dict(device=args.device, shard_spec=shard_spec, nproc_per_node=args.nproc_per_node,
+                   command_line=["step7bench", *sys.argv[1:]], jobs=default_jobs(args), threads=args.threads,
+                   deadline=Deadline.in_minutes(args.deadline) if args.deadline else None)
     try:
-        outcome = run_suite(suite, results_dir, make_progress(), device=args.device, shard_spec=shard_spec,
-                            nproc_per_node=args.nproc_per_node, command_line=["step7bench", *sys.argv[1:]],
-                            jobs=default_jobs(args), threads=args.threads,
-                            deadline=Deadline.in_minutes(args.deadline) if args.deadline else None)
+        outcome = (_run_adaptive(suite, results_dir, options) if args.adaptive
+                   else run_suite(suite, results_dir, make_progress(), **options))
     except KeyboardInterrupt:
         print(f"interrupted: finished trials are saved in {results_dir}; run the same command to resume",
               file=sys.stderr)
@@ -98,6 +106,35 @@ def _run(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} trial(s) failed; their errors are in the results (rerun to retry them)", file=sys.stderr)
     return EXIT_TRIAL_FAILED if failed or not report_ok else 0
+
+
+def _run_adaptive(suite, results_dir: Path, options: dict):
+    """Look after look: run what the look needs, judge the open claims, add seeds where they are
+    still undecided (analysis/adaptive.py); the design and its decisions go with every run."""
+    from step7bench.analysis.adaptive import Design, next_look
+    from step7bench.analysis.results import DEFAULT_CLAIMS, load_results
+    from step7bench.harness.claims import load_claims
+    from step7bench.harness.progress import make_progress
+    from step7bench.harness.runner import run_suite
+    from step7bench.harness.store import ResultsStore
+
+    plan, claims = suite.adaptive, load_claims(DEFAULT_CLAIMS)
+    design = Design(suite.seeds, plan.batch, plan.max_seeds, plan.alpha, plan.spending)
+    seeds_by_arm: dict = {}
+    planned: list[str] = []
+    for number in range(1, len(design.sizes) + 1):
+        outcome = run_suite(suite, results_dir, make_progress(), seeds_by_arm=seeds_by_arm,
+                            adaptive=design.record(), **options)
+        planned += outcome.planned_ids
+        design, needs = next_look(load_results(results_dir), claims, design, number)
+        with ResultsStore(results_dir, create=False) as store:
+            store.update_run(outcome.run_id, adaptive=design.record())
+        print(f"adaptive look {number}: {len(design.decided_at)} verdicts decided; "
+              f"{len({arm for arm in needs if arm[1] != 'baseline'})} arm(s) need more seeds", file=sys.stderr)
+        if not needs or outcome.past_deadline:
+            break
+        seeds_by_arm = {**seeds_by_arm, **needs}
+    return dataclasses.replace(outcome, planned_ids=list(dict.fromkeys(planned)))
 
 
 def _check_folder(results_dir: Path) -> None:

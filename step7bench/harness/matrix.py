@@ -154,15 +154,22 @@ def arm_settings(suite: Suite, workload: WorkloadEntry, arm: Arm) -> dict[str, d
     return settings
 
 
-def plan_trials(suite: Suite, nproc_per_node: int = 1) -> list[TrialSpec]:
+def plan_trials(suite: Suite, nproc_per_node: int = 1,
+                seeds_by_arm: Mapping[tuple[str, str], int] | None = None) -> list[TrialSpec]:
     """Every trial of the suite, seed by seed: after k seeds, every arm has k paired results.
-    Arms with a data-parallel technique run on `nproc_per_node` ranks, every other on one."""
+    Arms with a data-parallel technique run on `nproc_per_node` ranks, every other on one.
+    `seeds_by_arm` gives some arms ((workload key, arm name) -> seeds) more seeds than the suite's
+    (an adaptive design adding seeds where a verdict is undecided); theirs come after the rest."""
     specs = suite.registry.techniques
     arms = {w.key: build_arms(suite, w.task) for w in suite.workloads}
+    extra = dict(seeds_by_arm or {})
+    seeds = max([suite.seeds, *extra.values()])
     trials = []
-    for index in range(suite.seeds):
+    for index in range(seeds):
         for workload in suite.workloads:
             for arm in arms[workload.key]:
+                if index >= extra.get((workload.key, arm.name), suite.seeds):
+                    continue
                 seed = AA_SEED_OFFSET + index if arm.kind == "aa" else index
                 settings = arm_settings(suite, workload, arm)
                 data_parallel = any(specs[name].data_parallel for name in arm.techniques)

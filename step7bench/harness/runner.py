@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,27 +50,32 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def plan(suite: Suite, shard_spec: tuple[int, int] | None = None, nproc_per_node: int = 1) -> list[TrialSpec]:
-    """The suite's trials, or one shard of them, data-parallel arms on `nproc_per_node` ranks."""
-    trials = plan_trials(suite, nproc_per_node)
+def plan(suite: Suite, shard_spec: tuple[int, int] | None = None, nproc_per_node: int = 1,
+         seeds_by_arm: Mapping[tuple[str, str], int] | None = None) -> list[TrialSpec]:
+    """The suite's trials (some arms with more seeds: `plan_trials`), or one shard of them,
+    data-parallel arms on `nproc_per_node` ranks."""
+    trials = plan_trials(suite, nproc_per_node, seeds_by_arm)
     return shard(trials, *shard_spec) if shard_spec else trials
 
 
 def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, device: str = "auto",
               shard_spec: tuple[int, int] | None = None, command_line: Sequence[str] = (),
               nproc_per_node: int = 1, jobs: int = 1, threads: int | None = None,
-              deadline: Deadline | None = None) -> RunOutcome:
+              deadline: Deadline | None = None, seeds_by_arm: Mapping[tuple[str, str], int] | None = None,
+              adaptive: Mapping[str, Any] | None = None) -> RunOutcome:
     """Run every trial of the plan that the store does not hold yet, in `jobs` worker processes
     (one: in this process); data-parallel ones on `nproc_per_node` ranks. No trial starts that
-    `deadline` says could not finish in time."""
+    `deadline` says could not finish in time. `seeds_by_arm` and `adaptive` (the design and its
+    decisions so far, recorded with the run) come from an adaptive design's driver."""
     check_nproc_per_node(nproc_per_node)
-    trials = plan(suite, shard_spec, nproc_per_node)
+    trials = plan(suite, shard_spec, nproc_per_node, seeds_by_arm)
     torch_device = resolve_device(device)
     with FolderLock(results_dir), ResultsStore(results_dir) as store:
         done = store.done_trial_ids()
         todo = [trial for trial in trials if trial.trial_id not in done]
         fingerprint = device_fingerprint(torch_device)
-        run_id = store.add_run(_provenance(suite, fingerprint, command_line, shard_spec, jobs))
+        run_id = store.add_run({**_provenance(suite, fingerprint, command_line, shard_spec, jobs),
+                                "adaptive": dict(adaptive or {})})
         executor = Executor(suite.registry, torch_device, jobs=jobs, threads=threads, nproc_per_node=nproc_per_node,
                             deadline=deadline)
         progress.start(len(todo), len(trials) - len(todo))
@@ -85,8 +90,8 @@ def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, 
                 ran += 1
                 failed += finished.result.status == "failed"
             if executor.skipped:
-                store.record_past_deadline(run_id, [{"workload": t.workload.name, "arm": t.arm.name, "seed": t.seed}
-                                                    for t in executor.skipped])
+                store.update_run(run_id, past_deadline=[{"workload": t.workload.name, "arm": t.arm.name,
+                                                         "seed": t.seed} for t in executor.skipped])
         finally:
             progress.close()
     return RunOutcome(run_id, [t.trial_id for t in trials], ran, len(trials) - len(todo), failed,

@@ -176,10 +176,15 @@ class ResultsStore:
             self._insert("runs", row)
         return provenance["run_id"]
 
-    def record_past_deadline(self, run_id: str, trials: list[dict[str, Any]]) -> None:
-        """The trials a run's deadline kept from starting (workload, arm, seed each): its matrix is partial."""
+    def update_run(self, run_id: str, **values: Any) -> None:
+        """Set JSON columns of a run after it started: `past_deadline` (the trials a deadline kept from
+        starting: a partial matrix), `adaptive` (an adaptive design's decisions so far)."""
+        unknown = set(values) - {"past_deadline", "adaptive"}
+        if unknown:
+            raise ValueError(f"runs cannot be updated in {sorted(unknown)}")
         with self._transaction():
-            self._db.execute("UPDATE runs SET past_deadline = ? WHERE run_id = ?", (json.dumps(trials), run_id))
+            for column, value in values.items():
+                self._db.execute(f"UPDATE runs SET {column} = ? WHERE run_id = ?", (json.dumps(value), run_id))
 
     def add_trial(self, record: TrialRecord, result: TrialResult) -> None:
         """The trial's row and its curve, in one transaction (replacing a failed attempt)."""

@@ -36,6 +36,21 @@ AA_SEED_OFFSET = 10_000
 pairing is stored with each trial; nothing decodes it from the seed)."""
 
 
+@dataclass(frozen=True)
+class AdaptivePlan:
+    """`run --adaptive`: start with the suite's seeds, add `batch` more at a time to the arms of
+    undecided claims, up to `max_seeds`; each look judged at its share of `alpha` by a Lan-DeMets
+    `spending` function ("obrien-fleming" or "pocock"), so wrong verdicts stay under `alpha`
+    overall (analysis/censored.py measures it)."""
+
+    max_seeds: int
+    batch: int = 2
+    alpha: float = 0.05
+    spending: str = "obrien-fleming"
+
+
+SPENDING_SHAPES = ("obrien-fleming", "pocock")
+
 DEFAULT_HEADROOM = 4 / 3
 """Every arm may train this many times the baseline's budget before its miss is final: AlgoPerf
 gives submissions about a third more runtime than its target-setting runs."""
@@ -81,6 +96,7 @@ class Suite:
     calibration_margin: float = 0.02
     suite_hash: str = ""
     overrides: tuple[str, ...] = ()  # the --set PATH=VALUE changes the suite was loaded with
+    adaptive: AdaptivePlan | None = None  # how `run --adaptive` adds seeds (the suite's [adaptive] table)
 
     def with_seeds(self, seeds: int) -> Suite:
         if seeds < 1:
@@ -166,7 +182,8 @@ def _workload_table(values: dict[str, Any], name: str) -> dict[str, Any] | None:
 
 class _SuiteReader:
     TOP_KEYS = ("name", "description", "seeds", "targets", "plugins", "headroom", "matrix", "workload", "technique",
-                "calibration")
+                "calibration", "adaptive")
+    ADAPTIVE_KEYS = ("max_seeds", "batch", "alpha", "spending")
     MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms")
     WORKLOAD_KEYS = ("name", "preset", "max_steps", "max_seconds", "target_val_loss", "data_seed",
                      "calibration_margin")
@@ -193,13 +210,33 @@ class _SuiteReader:
         calibration = doc.get(top, (), "calibration", "table", {})
         doc.check_keys(calibration, ("calibration",), ("seeds", "margin"))
         margin = self._margin(calibration, ("calibration",), 0.02)
+        seeds = doc.get(top, (), "seeds", "positive_int")
         return Suite(
             name=name, path=doc.path, description=doc.get(top, (), "description", "str", ""), registry=self.registry,
-            seeds=doc.get(top, (), "seeds", "positive_int"), techniques=techniques, seed_stack=seed_stack,
+            seeds=seeds, techniques=techniques, seed_stack=seed_stack,
             all_stack=all_stack, arm_groups=arms, workloads=workloads, settings=settings,
             targets_path=targets_path,
             calibration_seeds=doc.get(calibration, ("calibration",), "seeds", "positive_int", 3),
-            calibration_margin=float(margin), suite_hash=_hash(doc.path, targets_path))
+            calibration_margin=float(margin), suite_hash=_hash(doc.path, targets_path),
+            adaptive=self._adaptive(doc.get(top, (), "adaptive", "table", None), seeds))
+
+    def _adaptive(self, table: dict[str, Any] | None, seeds: int) -> AdaptivePlan | None:
+        if table is None:
+            return None
+        doc, here = self.doc, ("adaptive",)
+        doc.check_keys(table, here, self.ADAPTIVE_KEYS, required=("max_seeds",))
+        plan = AdaptivePlan(max_seeds=doc.get(table, here, "max_seeds", "positive_int"),
+                            batch=doc.get(table, here, "batch", "positive_int", 2),
+                            alpha=float(doc.get(table, here, "alpha", "positive_number", 0.05)),
+                            spending=doc.get(table, here, "spending", "str", "obrien-fleming"))
+        if plan.max_seeds < seeds:
+            raise doc.fail((*here, "max_seeds"), f"adaptive.max_seeds ({plan.max_seeds}) is below seeds ({seeds})")
+        if not 0 < plan.alpha < 1:
+            raise doc.fail((*here, "alpha"), f"adaptive.alpha must be in (0, 1), got {plan.alpha}")
+        if plan.spending not in SPENDING_SHAPES:
+            raise doc.fail((*here, "spending"), f"adaptive.spending must be one of {', '.join(SPENDING_SHAPES)}"
+                                                f"{did_you_mean(plan.spending, SPENDING_SHAPES)}")
+        return plan
 
     # -- matrix -------------------------------------------------------------------------------
     def _matrix(self, matrix: dict[str, Any]) -> tuple[tuple[str, ...], ...]:
