@@ -7,9 +7,10 @@
 - Positive controls (techniques/positive_controls.py), arms whose speedup is known:
   *warm start* (the run up to step k booked as pretraining) must show T/(T - k) in steps,
   finetune only, per seed, and 1 all-in; the *weakened reference* (the baseline at a scaled
-  learning rate) must be found slower than the baseline, by the factor calibration measured on
-  its own seeds: the baseline's speedup over it must come out SUPPORTED against half that effect
-  (1 + (E - 1) / 2 for an expected E; 1 when none was measured). A control that fails makes the
+  learning rate), with the baseline again, both trained to the weak target calibration set from
+  the weakened reference's curves, must be found slower than the baseline by the factor
+  calibration measured on its own seeds: the baseline's speedup over it must come out SUPPORTED
+  against half that effect (1 + (E - 1) / 2 for an expected E; 1 when none was measured). A control that fails makes the
   instrument untrustworthy on that workload.
 - Controls: a technique that shrinks, reorders or skips data is compared with a random control
   at the same rate. Speedup over the control = cost(control) / cost(technique), paired by seed;
@@ -32,12 +33,12 @@ import pandas as pd
 from step7bench.analysis.censored import logrank_compare
 from step7bench.analysis.claims import arm_for
 from step7bench.analysis.metrics import get_metric
-from step7bench.analysis.speedups import AA_ARM, BASELINE_ARM, CostTable, SpeedupEstimate, estimate
+from step7bench.analysis.speedups import AA_ARM, CostTable, SpeedupEstimate, estimate
 from step7bench.analysis.stats import SUPPORTED, verdict
 
 BEATS, LOSES, TIES = "beats its control", "loses to its control", "not distinguishable from its control"
 CONTROL_ALPHA = 0.05
-WARM_START, WEAK_REFERENCE = "warm_start", "lr_scale"
+WARM_START, WEAK_REFERENCE, BASELINE_AT_WEAK_TARGET = "warm_start", "lr_scale", "baseline@weak_target"
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def positive_controls(table: CostTable, trials: pd.DataFrame, expected_weak: Map
         arms = table.arms(workload)
         if WARM_START in arms:
             controls.append(_warm_start(table, trials[trials["workload"] == workload], workload, confidence))
-        if WEAK_REFERENCE in arms:
+        if WEAK_REFERENCE in arms and BASELINE_AT_WEAK_TARGET in arms:
             controls.append(_weak_reference(table, workload, expected_weak.get(workload), confidence))
     return controls
 
@@ -191,7 +192,8 @@ def _expected_warm_start(trials: pd.DataFrame, seeds) -> list[float]:
 
 def _weak_reference(table: CostTable, workload: str, expected: float | None, confidence: float) -> PositiveControl:
     steps = get_metric("steps")
-    measured = estimate(table, workload, BASELINE_ARM, steps, "finetune", confidence, reference=WEAK_REFERENCE)
+    measured = estimate(table, workload, BASELINE_AT_WEAK_TARGET, steps, "finetune", confidence,
+                        reference=WEAK_REFERENCE)
     claim = 1.0 + (expected - 1.0) / 2.0 if expected else 1.0
     holds = measured is not None and verdict(measured.interval, claim) == SUPPORTED and measured.interval.low > 1.0
     found = (f"measured {measured.point:.3f} [{measured.interval.low:.3f}, {measured.interval.high:.3f}]"

@@ -148,6 +148,7 @@ class CostTable:
         self._info = {(w, a): (str(k), tuple(t), c if isinstance(c, str) else None) for w, a, k, t, c in
                       trials[["workload", "arm", "arm_kind", "techniques", "control_of"]]
                       .drop_duplicates(["workload", "arm"]).itertuples(index=False)}
+        self._targets = dict(zip(zip(trials["workload"], trials["arm"]), trials["target_val_loss"].astype(float)))
         variants = trials["variant"] if "variant" in trials else pd.Series(None, index=trials.index)
         self._variants = {(w, a): v if isinstance(v, str) else "tuned"
                           for w, a, v in zip(trials["workload"], trials["arm"], variants)}
@@ -192,6 +193,10 @@ class CostTable:
 
     def metrics(self, workload: str) -> list[Metric]:
         return self._metrics.get(workload, [])
+
+    def same_target(self, workload: str, arm: str, reference: str = BASELINE_ARM) -> bool:
+        """Whether two arms trained to one target: only then is one's cost a speedup over the other's."""
+        return self._targets[(workload, arm)] == self._targets[(workload, reference)]
 
     def pretrained(self, workload: str, arm: str, metric: Metric) -> bool:
         """Whether any trial of the arm spent something on pretraining in `metric`."""
@@ -252,13 +257,13 @@ def estimate(table: CostTable, workload: str, arm: str, metric: Metric, accounti
 
 
 def all_estimates(table: CostTable, confidence: float = DEFAULT_CONFIDENCE) -> list[SpeedupEstimate]:
-    """Every arm but the baseline, on every workload, metric the workload spends and accounting
-    the metric has. Arms in the order they first appear in the trials."""
+    """Every arm but the baseline that trained to the baseline's target, on every workload, metric
+    the workload spends and accounting the metric has. Arms in the order they first appear."""
     estimates = []
     for workload in table.workloads:
         if BASELINE_ARM not in table.arms(workload):
             continue
-        for arm in (a for a in table.arms(workload) if a != BASELINE_ARM):
+        for arm in (a for a in table.arms(workload) if a != BASELINE_ARM and table.same_target(workload, a)):
             for metric in table.metrics(workload):
                 for accounting in (a for a in ACCOUNTINGS if supports(metric, a)):
                     found = estimate(table, workload, arm, metric, accounting, confidence)

@@ -11,9 +11,13 @@ the same way, Dahl et al. 2023); the share of calibration seeds whose sustained 
 is reported, with a warning under 90% (DESIGN.md §2). The baseline's steps to that target on
 each seed are recorded (the warm-start positive control needs them below its handover).
 
-Weakened reference. The baseline at a scaled learning rate (`lr_scale`) runs to the new target on
-the same seeds; the geometric mean of baseline steps / its steps is the speedup the
-weak-reference positive control must find on the judged seeds.
+Weakened reference. The baseline at a scaled learning rate (`lr_scale`) trains its whole budget
+on the same seeds, every check made too. It cannot reach the baseline's own target (set near the
+best the tuned baseline holds within the budget), so it gets a target of its own, set from its
+curves the same way: the *weak target*. Replaying both sets of curves against it gives each
+seed's steps to it; the geometric mean of weakened / baseline steps is the speedup the
+weak-reference positive control must find on the judged seeds, where both arms train to the
+weak target.
 
 Tuning (tuning parity: the baseline's learning rate was tuned on a grid; so is every technique).
 Every technique of the suite with a grid runs alone at each grid point on the first
@@ -167,21 +171,25 @@ def calibrate(suite: Suite, *, device: str = "auto", seeds: int | None = None, m
     seed_list = [CALIBRATION_SEED_OFFSET + i for i in range(count)]
     context = {"hardware_class": device_fingerprint(torch_device)["hardware_class"],
                "git_commit": git_provenance()["commit"] or "unknown"}
-    baselines = _run(executor, [_calibration_trial(entry, seed, dense=True) for entry in suite.workloads
-                                for seed in seed_list], report)
+    weak = {WEAK_REFERENCE: suite.settings_for(WEAK_REFERENCE)}
+    dense = _run(executor, [trial for entry in suite.workloads for seed in seed_list
+                            for trial in (_calibration_trial(entry, seed, dense=True),
+                                          _calibration_trial(entry, seed, (WEAK_REFERENCE,), weak, dense=True,
+                                                             label=WEAK_REFERENCE))], report)
     if executor.skipped:
         raise UserError(f"calibration ran past its deadline before the baseline's {len(executor.skipped)} last "
                         "run(s): no target written; give it more time or fewer seeds")
-    targets = [_target(suite, entry, [baselines[(entry.key, "baseline", seed)] for seed in seed_list], seed_list,
-                       margin, context) for entry in suite.workloads]
+    targets = []
+    for entry in suite.workloads:
+        runs = {label: [dense[(entry.key, label, seed)] for seed in seed_list] for label in ("baseline", WEAK_REFERENCE)}
+        record = _target(suite, entry, runs["baseline"], seed_list, margin, context)
+        targets.append(dataclasses.replace(record, weak_reference=_weak_reference(runs, record)))
     retargeted = [dataclasses.replace(entry, target_val_loss=record.target_val_loss)
                   for entry, record in zip(suite.workloads, targets)]
     warnings = [w for record in targets
                 if (w := reach_warning(f"{record.workload}/{record.preset}", record.reach_rate, count))]
     tuning_count = min(count, tuning_seeds or suite.calibration_seeds)
-    results = _run(executor, _second_phase(suite, retargeted, seed_list, seed_list[:tuning_count], tune), report)
-    targets = [dataclasses.replace(record, weak_reference=_weak_reference(entry, seed_list, record, results))
-               for entry, record in zip(retargeted, targets)]
+    results = _run(executor, _tuning_trials(suite, retargeted, seed_list[:tuning_count]) if tune else [], report)
     tunings = [_tuning(suite, entry, technique, seed_list[:tuning_count], tuning_metric, results)
                for entry in retargeted for technique in _tuned_techniques(suite, entry) if tune]
     warnings += [f"warning: the deadline left {len(executor.skipped)} calibration trial(s) unrun: "
@@ -252,15 +260,12 @@ def _grid_label(technique: str, index: int) -> str:
     return f"{technique}@grid{index}"
 
 
-def _second_phase(suite: Suite, entries: Sequence[WorkloadEntry], seeds: list[int], tuning_seeds: list[int],
-                  tune: bool) -> list[TrialSpec]:
-    """The weakened reference on every calibration seed, and every grid point of every technique."""
+def _tuning_trials(suite: Suite, entries: Sequence[WorkloadEntry], tuning_seeds: list[int]) -> list[TrialSpec]:
+    """Every grid point of every technique, to the calibrated target."""
     specs = suite.registry.techniques
     trials = []
     for entry in entries:
-        weak = {WEAK_REFERENCE: suite.settings_for(WEAK_REFERENCE)}
-        trials += [_calibration_trial(entry, seed, (WEAK_REFERENCE,), weak, label=WEAK_REFERENCE) for seed in seeds]
-        for technique in (_tuned_techniques(suite, entry) if tune else []):
+        for technique in _tuned_techniques(suite, entry):
             for index, point in enumerate(specs[technique].grid):
                 settings = {technique: {**suite.settings_for(technique), **point}}
                 trials += [_calibration_trial(entry, seed, (technique,), settings, label=_grid_label(technique, index))
@@ -268,20 +273,24 @@ def _second_phase(suite: Suite, entries: Sequence[WorkloadEntry], seeds: list[in
     return trials
 
 
-def _weak_reference(entry: WorkloadEntry, seeds: list[int], record: TargetRecord,
-                    results: Mapping[tuple[str, str, int], TrialResult]) -> dict[str, Any]:
-    """The baseline's step speedup over the weakened reference on the calibration seeds."""
-    if any((entry.key, WEAK_REFERENCE, seed) not in results for seed in seeds):
+def _weak_reference(runs: Mapping[str, list[TrialResult]], record: TargetRecord) -> dict[str, Any]:
+    """The weak target (from the weakened reference's own curves, as the baseline's target is set
+    from the baseline's) and the baseline's step speedup over the weakened reference to it."""
+    rule = CheckRule(**record.check_rule)
+    dense_rule = dataclasses.replace(rule, fine_band=math.inf)
+    best = [sustained_best(_curve(r.curve), rule.confirm_steps) for r in runs[WEAK_REFERENCE]]
+    weak_target, _ = target_from(best, record.margin)
+    if not math.isfinite(weak_target):
         return {}
     per_seed = []
-    for seed, base_steps in zip(seeds, record.baseline_steps_to_target):
-        weak = results[(entry.key, WEAK_REFERENCE, seed)]
-        reached = weak.status == "reached" and base_steps is not None
-        per_seed.append(weak.steps_to_target / base_steps if reached else None)
+    for baseline, weak in zip(runs["baseline"], runs[WEAK_REFERENCE]):
+        base_steps = crossing_step(_curve(baseline.curve), dense_rule, weak_target)
+        weak_steps = crossing_step(_curve(weak.curve), dense_rule, weak_target)
+        per_seed.append(weak_steps / base_steps if base_steps and weak_steps else None)
     known = [value for value in per_seed if value is not None]
     speedup = math.exp(statistics.fmean(math.log(v) for v in known)) if known else None
-    return {"technique": WEAK_REFERENCE, "metric": "steps", "speedup": speedup, "per_seed": per_seed,
-            "reached": len(known), "of": len(per_seed)}
+    return {"technique": WEAK_REFERENCE, "target_val_loss": weak_target, "metric": "steps", "speedup": speedup,
+            "per_seed": per_seed, "reached": len(known), "of": len(per_seed)}
 
 
 def _tuning(suite: Suite, entry: WorkloadEntry, technique: str, seeds: list[int], metric: str,

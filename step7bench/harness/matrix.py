@@ -10,7 +10,9 @@ Arms and their kinds (the analysis reads `arm_kind`):
   `as_specified`: each technique by itself at the settings the seed document states (arm name
   `technique@as_specified`). `control`: each technique's random control at the same rate and
   settings, named by the control's technique name. `positive_control`: the arms of known
-  speedup (the warm start and the weakened reference, techniques/positive_controls.py).
+  speedup (techniques/positive_controls.py): the warm start, to the workload's target; the
+  weakened reference (`lr_scale`) and the baseline again (`baseline@weak_target`), both to the
+  weak target calibration set from the weakened reference's own curves.
 - `stack`: the seed's stack, and the all-techniques stack less those that do not apply to the
   workload's task. `leave_one_out`: the seed's stack
   less one technique. `pair`: every two techniques of the seed's stack. `cumulative`: the
@@ -24,6 +26,7 @@ the order above. Every arm of a workload runs on the same seeds (a paired design
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -35,6 +38,8 @@ from step7bench.harness.suite import AA_SEED_OFFSET, Suite, WorkloadEntry
 
 ARM_KINDS = ("baseline", "aa", "positive_control", "alone", "as_specified", "control", "stack", "leave_one_out",
              "pair", "cumulative")
+WEAK_REFERENCE, BASELINE_AT_WEAK_TARGET = "lr_scale", "baseline@weak_target"
+"""The weak-reference positive control's two arms, both trained to the weak target."""
 AS_SPECIFIED = "as_specified"
 """The variant of an arm whose techniques run at the seed document's stated settings."""
 
@@ -50,6 +55,11 @@ class Arm:
     techniques: tuple[str, ...]
     control_of: str | None = None
     variant: str = "tuned"  # or AS_SPECIFIED
+
+    @property
+    def weak_target(self) -> bool:
+        """Whether the arm trains to the weak target (the weak-reference positive control's)."""
+        return self.kind == "positive_control" and self.name in (WEAK_REFERENCE, BASELINE_AT_WEAK_TARGET)
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ def build_arms(suite: Suite, task: str) -> list[Arm]:
         candidates.append(("aa", ()))
     if "positive_controls" in groups:
         candidates += [("positive_control", (name,)) for name, spec in specs.items() if spec.positive_control]
+        candidates.append(("positive_control", ()))  # the baseline again, to the weak target
     if "alone" in groups:
         candidates += [("alone", (name,)) for name in suite.techniques]
     if "as_specified" in groups:
@@ -131,7 +142,8 @@ def build_arms(suite: Suite, task: str) -> list[Arm]:
         candidates += [("cumulative", seed[:end]) for end in range(1, len(seed) + 1)]
     arms: dict[str, Arm] = {}
     for kind, techniques in candidates:
-        name = "aa" if kind == "aa" else arm_name(techniques) + (f"@{AS_SPECIFIED}" if kind == AS_SPECIFIED else "")
+        name = ("aa" if kind == "aa" else BASELINE_AT_WEAK_TARGET if kind == "positive_control" and not techniques
+                else arm_name(techniques) + (f"@{AS_SPECIFIED}" if kind == AS_SPECIFIED else ""))
         if name not in arms and all(task in specs[t].tasks for t in techniques):
             arms[name] = Arm(name, kind, techniques, controls_of.get(techniques[0]) if kind == "control" else None,
                              AS_SPECIFIED if kind == AS_SPECIFIED else "tuned")
@@ -173,9 +185,19 @@ def plan_trials(suite: Suite, nproc_per_node: int = 1,
                 seed = AA_SEED_OFFSET + index if arm.kind == "aa" else index
                 settings = arm_settings(suite, workload, arm)
                 data_parallel = any(specs[name].data_parallel for name in arm.techniques)
-                trials.append(TrialSpec(workload, arm, seed, settings, nproc_per_node if data_parallel else 1,
-                                        data_parallel, pair_seed=index))
+                trials.append(TrialSpec(_arm_workload(workload, arm), arm, seed, settings,
+                                        nproc_per_node if data_parallel else 1, data_parallel, pair_seed=index))
     return trials
+
+
+def _arm_workload(workload: WorkloadEntry, arm: Arm) -> WorkloadEntry:
+    """The workload as `arm` trains on it: to the weak target for the weak-reference control's
+    arms (the workload's own target where calibration set none: their speedup then has no
+    expectation and the report says so)."""
+    weak = (workload.calibration.get("weak_reference") or {}).get("target_val_loss")
+    if arm.weak_target and isinstance(weak, (int, float)):
+        return dataclasses.replace(workload, target_val_loss=float(weak))
+    return workload
 
 
 def parse_shard(text: str) -> tuple[int, int]:

@@ -149,8 +149,9 @@ def test_the_product_alone_and_the_interaction_are_taken_on_the_same_seeds():
 
 def _positive_control_trials(handover: int = 100, lr_scale_speedup: float = 0.5):
     trials = synthetic_trials([PlantedArm("warm_start", 1.0, "positive_control"),
-                               PlantedArm("lr_scale", lr_scale_speedup, "positive_control")], seeds=range(5),
-                              arm_noise=0.05)
+                               PlantedArm("lr_scale", lr_scale_speedup, "positive_control"),
+                               PlantedArm("baseline@weak_target", 1.0, "positive_control", techniques=())],
+                              seeds=range(5), arm_noise=0.05)
     baseline = trials[trials["arm"] == "baseline"].set_index("seed")
     warm = trials["arm"] == "warm_start"
     # The warm start repeats the baseline's run; its first `handover` steps become pretraining.
