@@ -8,9 +8,9 @@
   *warm start* (the run up to step k booked as pretraining) must show T/(T - k) in steps,
   finetune only, per seed, and 1 all-in; the *weakened reference* (the baseline at a scaled
   learning rate), with the baseline again, both trained to the weak target calibration set from
-  the weakened reference's curves, must be found slower than the baseline by the factor
-  calibration measured on its own seeds: the baseline's speedup over it must come out SUPPORTED
-  against half that effect (1 + (E - 1) / 2 for an expected E; 1 when none was measured). A control that fails makes the
+  the weakened reference's curves, must be found slower than the baseline (the interval of the
+  baseline's speedup over it lies above 1) and by the factor calibration measured on its own
+  seeds (the interval holds that expected speedup E). A control that fails makes the
   instrument untrustworthy on that workload.
 - Controls: a technique that shrinks, reorders or skips data is compared with a random control
   at the same rate. Speedup over the control = cost(control) / cost(technique), paired by seed;
@@ -34,7 +34,6 @@ from step7bench.analysis.censored import logrank_compare
 from step7bench.analysis.claims import arm_for
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.speedups import AA_ARM, CostTable, SpeedupEstimate, estimate
-from step7bench.analysis.stats import SUPPORTED, verdict
 
 BEATS, LOSES, TIES = "beats its control", "loses to its control", "not distinguishable from its control"
 CONTROL_ALPHA = 0.05
@@ -194,12 +193,13 @@ def _weak_reference(table: CostTable, workload: str, expected: float | None, con
     steps = get_metric("steps")
     measured = estimate(table, workload, BASELINE_AT_WEAK_TARGET, steps, "finetune", confidence,
                         reference=WEAK_REFERENCE)
-    claim = 1.0 + (expected - 1.0) / 2.0 if expected else 1.0
-    holds = measured is not None and verdict(measured.interval, claim) == SUPPORTED and measured.interval.low > 1.0
+    sees_it = measured is not None and measured.interval.low > 1.0
+    agrees = expected is not None and measured is not None and measured.interval.holds(expected)
     found = (f"measured {measured.point:.3f} [{measured.interval.low:.3f}, {measured.interval.high:.3f}]"
              if measured else "not measured")
-    basis = f"calibration measured {expected:.3f}x" if expected else "no calibrated expectation"
+    basis = f"expected {expected:.3f}x, as calibration measured it on its own seeds" if expected else \
+        "no calibrated expectation"
     return PositiveControl(
-        "weakened reference", workload, "steps", expected, measured, holds,
-        f"the baseline's steps speedup over itself at a scaled learning rate ({basis}) must be SUPPORTED at "
-        f"{claim:.3f}x: {found}")
+        "weakened reference", workload, "steps", expected, measured, sees_it and agrees,
+        f"the baseline's steps speedup over itself at a scaled learning rate, both to the weak target: {found}; "
+        f"{basis}; it holds when the interval lies above 1 and holds the expected speedup")

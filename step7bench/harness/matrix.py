@@ -174,7 +174,11 @@ def plan_trials(suite: Suite, nproc_per_node: int = 1,
     (an adaptive design adding seeds where a verdict is undecided); theirs come after the rest."""
     specs = suite.registry.techniques
     arms = {w.key: build_arms(suite, w.task) for w in suite.workloads}
-    extra = dict(seeds_by_arm or {})
+    # The weak-reference control compares two arms of its own: it may get more seeds than the
+    # rest, to resolve its known effect on a noisy workload.
+    extra = {(w.key, arm.name): suite.positive_control_seeds for w in suite.workloads for arm in arms[w.key]
+             if arm.weak_target and suite.positive_control_seeds > suite.seeds}
+    extra.update(seeds_by_arm or {})
     seeds = max([suite.seeds, *extra.values()])
     trials = []
     for index in range(seeds):

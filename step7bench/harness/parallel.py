@@ -95,6 +95,8 @@ def _rank_main(job_path: Path, result_path: Path) -> int:
     job: _Job = pickle.loads(job_path.read_bytes())
     torch.set_num_threads(job.threads)
     device = _rank_device(job.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL's collectives use the current device: make it this rank's
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
         result = run_planned_trial(job.trial, Workloads(load_registry(job.plugin_modules)), device)

@@ -97,6 +97,7 @@ class Suite:
     suite_hash: str = ""
     overrides: tuple[str, ...] = ()  # the --set PATH=VALUE changes the suite was loaded with
     adaptive: AdaptivePlan | None = None  # how `run --adaptive` adds seeds (the suite's [adaptive] table)
+    positive_control_seeds: int = 0  # seeds of the weak-reference control's arms (0: the suite's seeds)
 
     def with_seeds(self, seeds: int) -> Suite:
         if seeds < 1:
@@ -184,7 +185,7 @@ class _SuiteReader:
     TOP_KEYS = ("name", "description", "seeds", "targets", "plugins", "headroom", "matrix", "workload", "technique",
                 "calibration", "adaptive")
     ADAPTIVE_KEYS = ("max_seeds", "batch", "alpha", "spending")
-    MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms")
+    MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms", "positive_control_seeds")
     WORKLOAD_KEYS = ("name", "preset", "max_steps", "max_seconds", "target_val_loss", "data_seed",
                      "calibration_margin")
 
@@ -218,7 +219,8 @@ class _SuiteReader:
             targets_path=targets_path,
             calibration_seeds=doc.get(calibration, ("calibration",), "seeds", "positive_int", 3),
             calibration_margin=float(margin), suite_hash=_hash(doc.path, targets_path),
-            adaptive=self._adaptive(doc.get(top, (), "adaptive", "table", None), seeds))
+            adaptive=self._adaptive(doc.get(top, (), "adaptive", "table", None), seeds),
+            positive_control_seeds=doc.get(matrix, ("matrix",), "positive_control_seeds", "positive_int", 0))
 
     def _adaptive(self, table: dict[str, Any] | None, seeds: int) -> AdaptivePlan | None:
         if table is None:

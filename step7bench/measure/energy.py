@@ -415,17 +415,29 @@ class NvmlDevice:
 
 
 class NvmlEnergyCounter:
-    """NVML's total-energy counter of the GPU board: millijoules since the driver loaded."""
+    """NVML's total-energy counter of the GPU board: millijoules since the driver loaded.
+
+    The counter is 64 bits wide, so it does not wrap in practice; it restarts when the driver
+    reloads or the GPU is reset. A reading below the one before is such a restart, and the
+    energy spent between the last reading and the restart is unknown: the counter then fails
+    (SourceFailed), so the meter hands over to power sampling and bridges the gap with it, as it
+    does for any failure, rather than report a negative or a silently short figure.
+    """
 
     method = "nvml-counter"
 
     def __init__(self, device_index: int) -> None:
         self._nvml = NvmlDevice(device_index)
-        self._origin_mj = int(self._nvml.probe("nvmlDeviceGetTotalEnergyConsumption"))
+        self._origin_mj = self._last_mj = int(self._nvml.probe("nvmlDeviceGetTotalEnergyConsumption"))
         self.scope = f"GPU cuda:{device_index} board, every process on it (NVML energy counter)"
 
     def _read_mj(self) -> int:
-        return int(self._nvml.query("nvmlDeviceGetTotalEnergyConsumption"))
+        now_mj = int(self._nvml.query("nvmlDeviceGetTotalEnergyConsumption"))
+        if now_mj < self._last_mj:
+            raise SourceFailed(f"the energy counter went back from {self._last_mj} to {now_mj} mJ "
+                               "(the driver reloaded or the GPU was reset)")
+        self._last_mj = now_mj
+        return now_mj
 
     def read_j(self) -> float:
         return (self._read_mj() - self._origin_mj) / 1e3

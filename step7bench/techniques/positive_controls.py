@@ -10,9 +10,11 @@ it does not (DESIGN.md §2).
   baseline's own state at step k of the same seed", with the same data order and schedule from k
   on, by construction. Its finetune-only step speedup is T/(T - k) for a baseline reaching the
   target at step T (exactly, where a seed's run is bit-identical), and all-in exactly 1.
-- ``lr_scale``: the baseline with its learning rate scaled by `factor` (default 1/4: a
-  deliberately weakened reference). The tuned baseline's speedup over it is a real effect of
-  known direction, measured independently by `calibrate` on the calibration seeds.
+- ``lr_scale``: the baseline with its learning rate scaled by `factor` (default 1/10: a
+  deliberately weakened reference). The tuned baseline's speedup over it, to a target the
+  weakened reference reaches, is a real effect of known direction, measured independently by
+  `calibrate` on the calibration seeds (1.5x on digits micro, 3.5x on grammar-lm micro at 1/10;
+  1/4 gave only 1.2x on digits micro, too close to 1 for a few seeds to resolve).
 """
 
 from __future__ import annotations
@@ -96,6 +98,6 @@ TECHNIQUES = (
     TechniqueSpec(
         name="lr_scale", summary="positive control: the baseline at a scaled learning rate (a weakened reference)",
         stages=("schedule",), build=_build_lr_scale,
-        defaults={"factor": 0.25},  # LR/4: slower by a clear margin on every workload measured
+        defaults={"factor": 0.1},  # LR/10: slower by a clear margin on every workload measured
         positive_control=True),
 )

@@ -103,8 +103,11 @@ class Batch:
         return int(self.ids.shape[0])
 
     def to(self, device: torch.device | str) -> Batch:
-        return Batch(self.ids, self.inputs.to(device, non_blocking=True),
-                     self.targets.to(device, non_blocking=True))
+        """The batch on `device`, its token count taken where it is now: read on a GPU, that count
+        would make the host wait for the device every step."""
+        moved = Batch(self.ids, self.inputs.to(device, non_blocking=True), self.targets.to(device, non_blocking=True))
+        moved.__dict__["tokens"] = self.tokens
+        return moved
 
     def subset(self, index: torch.Tensor) -> Batch:
         """The examples at `index` (positions or a boolean mask), in that order."""

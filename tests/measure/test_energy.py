@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+import types
 
 import pytest
 
+from step7bench.measure import clock as clock_module
 from step7bench.measure import energy
 from step7bench.measure.energy import EnergyMeasurement, NvmlPowerSampler, open_meter
 
@@ -317,3 +319,95 @@ def test_nvml_that_cannot_start_falls_through_to_the_estimate(fake_nvml, clock, 
         meter = cuda_meter(clock, cpu)
     assert meter.method == "estimate"
     assert fake_nvml.references == 0
+
+
+# -- NVML: the CUDA paths a CPU machine cannot reach ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before_mj", "after_mj"),
+    [(1_000_000, 0), (2**64 - 3_000, 4_000)],  # a driver reload restarts at zero; a wrap of the 64-bit counter
+    ids=["reset", "wrap"],
+)
+def test_counter_going_back_hands_over_to_power_sampling(fake_nvml, clock, cpu, before_mj, after_mj):
+    fake_nvml.energy_mj = before_mj
+    meter = cuda_meter(clock, cpu)
+    meter.begin_window("train")
+    fake_nvml.energy_mj += 2_000  # read at the next edge: 2 J on the counter's own scale
+    clock.advance(1.0)
+    assert meter.end_window("train") == EnergyMeasurement(2.0, 1.0, "nvml-counter")
+    meter.begin_window("train")
+    fake_nvml.energy_mj = after_mj
+    fake_nvml.power_mw = 100_000
+    clock.advance(3.0)
+    with pytest.warns(RuntimeWarning, match=r"went back from .* mJ \(the driver reloaded or the GPU was reset\)"):
+        measurement = meter.end_window("train")
+    # Never negative, never a silent zero: the 3 s since the last good reading at the first sampled power.
+    assert measurement == EnergyMeasurement(300.0, 3.0, "nvml-counter->nvml-power-sampling")
+    assert meter.method == "nvml-power-sampling"
+    meter.close()
+    assert fake_nvml.references == 0
+    assert not sampler_threads()
+
+
+def test_counter_that_stands_still_is_no_reset(fake_nvml, clock, cpu):
+    meter = cuda_meter(clock, cpu)
+    meter.begin_window("idle")
+    clock.advance(0.5)  # the counter unchanged: a window shorter than NVML's update, or an idle board
+    assert meter.end_window("idle") == EnergyMeasurement(0.0, 0.5, "nvml-counter")
+    meter.close()
+
+
+def test_no_counter_and_no_power_reading_is_an_estimate_that_names_both(fake_nvml, clock, cpu):
+    fake_nvml.counter_error = fake_nvml.NVMLError("Not Supported")
+    fake_nvml.power_error = fake_nvml.NVMLError("Not Supported")
+    with pytest.warns(RuntimeWarning, match="GPU's own energy is not counted"):
+        meter = cuda_meter(clock, cpu)
+    assert meter.method == "estimate"
+    assert "nvmlDeviceGetTotalEnergyConsumption failed" in meter.scope
+    assert "nvmlDeviceGetPowerUsage failed" in meter.scope
+    assert fake_nvml.references == 0  # each source that did not open released its NVML reference
+    assert not sampler_threads()
+
+
+def test_power_sampling_window_integrates_the_samples_inside_it(fake_nvml):
+    # Edges and inner samples alike enter the trapezoid integral: 100 W for 1 s, then 300 W for 2 s.
+    times = iter([0.0, 1.0, 2.0, 3.0]).__next__
+    fake_nvml.power_mw = 100_000
+    sampler = NvmlPowerSampler(0, SLOW_SAMPLING_S, now=times)  # opens at t = 0
+    assert sampler.read_j() == pytest.approx(100.0)  # t = 1, still 100 W
+    fake_nvml.power_mw = 300_000
+    assert sampler.read_j() == pytest.approx(300.0)  # t = 2: + (100 + 300) / 2 W x 1 s
+    assert sampler.read_j() == pytest.approx(600.0)  # t = 3: + 300 W x 1 s
+    sampler.close()
+
+
+def test_a_bare_cuda_device_is_metered_on_the_current_device(fake_nvml, clock, cpu, monkeypatch):
+    monkeypatch.setattr(energy.torch.cuda, "current_device", lambda: 2)
+    meter = open_meter("cuda", clock=clock, cpu_time_s=cpu)
+    assert fake_nvml.looked_up == ["GPU-fake-2"]
+    assert "cuda:2" in meter.scope
+    meter.close()
+
+
+@pytest.mark.parametrize(
+    ("torch_uuid", "nvml_uuid"),
+    [("5d3ac4b0-0000-1111-2222-333344445555", "GPU-5d3ac4b0-0000-1111-2222-333344445555"),
+     ("GPU-5d3ac4b0-0000-1111-2222-333344445555", "GPU-5d3ac4b0-0000-1111-2222-333344445555"),
+     ("MIG-9e1f-0000", "MIG-9e1f-0000")],
+)
+def test_cuda_uuid_is_spelled_as_nvml_spells_it(monkeypatch, torch_uuid, nvml_uuid):
+    properties = {3: types.SimpleNamespace(uuid=torch_uuid)}
+    monkeypatch.setattr(energy.torch.cuda, "get_device_properties", properties.__getitem__)
+    assert energy.cuda_uuid(3) == nvml_uuid
+
+
+def test_meter_windows_on_cuda_synchronise_their_own_device(fake_nvml, cpu, monkeypatch):
+    synced = []
+    monkeypatch.setattr(clock_module.torch.cuda, "synchronize", synced.append)
+    meter = open_meter("cuda:1", cpu_time_s=cpu)  # the default clock: device-synced
+    synced.clear()  # the meter's first reading
+    meter.begin_window("train")
+    meter.end_window("train")
+    assert synced == [energy.torch.device("cuda:1")] * 2
+    meter.close()

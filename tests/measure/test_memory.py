@@ -48,3 +48,56 @@ def test_cuda_reads_and_resets_the_allocator_peak_of_that_device(monkeypatch):
 def test_other_devices_are_refused():
     with pytest.raises(ValueError, match="device"):
         peak_memory_bytes("meta")
+
+
+class FakeAllocator:
+    """torch's caching allocator per device: bytes in use and the peak since the last reset."""
+
+    def __init__(self) -> None:
+        self.in_use: dict[int, int] = {}
+        self.peak: dict[int, int] = {}
+
+    def allocate(self, index: int, size: int) -> None:
+        self.in_use[index] = self.in_use.get(index, 0) + size
+        self.peak[index] = max(self.peak.get(index, 0), self.in_use[index])
+
+    def free(self, index: int, size: int) -> None:
+        self.in_use[index] -= size
+
+    def max_memory_allocated(self, device: torch.device) -> int:
+        return self.peak.get(self._index(device), 0)
+
+    def reset_peak_memory_stats(self, device: torch.device) -> None:
+        index = self._index(device)
+        self.peak[index] = self.in_use.get(index, 0)
+
+    @staticmethod
+    def _index(device: torch.device) -> int:
+        return 0 if device.index is None else device.index  # a bare "cuda" is the current device, 0 here
+
+
+@pytest.fixture
+def allocator(monkeypatch) -> FakeAllocator:
+    fake = FakeAllocator()
+    monkeypatch.setattr(memory.torch.cuda, "max_memory_allocated", fake.max_memory_allocated)
+    monkeypatch.setattr(memory.torch.cuda, "reset_peak_memory_stats", fake.reset_peak_memory_stats)
+    return fake
+
+
+def test_cuda_peak_is_the_trials_own_after_a_reset(allocator):
+    allocator.allocate(0, 5_000)  # an earlier trial's peak
+    allocator.free(0, 4_000)
+    reset_peak_memory("cuda:0")
+    assert peak_memory_bytes("cuda:0") == 1_000  # what is still held counts from the reset on
+    allocator.allocate(0, 2_000)
+    allocator.free(0, 2_000)
+    assert peak_memory_bytes("cuda:0") == 3_000
+
+
+def test_cuda_peaks_are_per_device(allocator):
+    allocator.allocate(1, 7_000)
+    allocator.allocate(0, 2_000)
+    assert peak_memory_bytes("cuda:1") == 7_000
+    assert peak_memory_bytes("cuda") == 2_000  # the current device
+    reset_peak_memory("cuda:1")
+    assert peak_memory_bytes("cuda:0") == 2_000
