@@ -165,3 +165,49 @@ def test_list_names_workloads_techniques_and_suites(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "curriculum_random" in out and "smoke:" in out
+
+
+def _runs(folder: Path) -> pd.DataFrame:
+    with ResultsStore(folder, create=False) as store:
+        return store.runs_frame()
+
+
+def test_set_changes_one_value_records_it_and_names_new_trials(tmp_path):
+    suite, plain, changed = _suite(tmp_path), tmp_path / "plain", tmp_path / "changed"
+    assert main(["run", "--suite", str(suite), "--results", str(plain), "--no-report"]) == 0
+    assert main(["run", "--suite", str(suite), "--results", str(changed), "--no-report",
+                 "--set", "digits.max_steps=30", "--set", "seeds=2"]) == 0
+    before, after = _trials(plain), _trials(changed)
+    assert {json.loads(c)["max_steps"] for c in after["config"]} == {30} and set(after["seed"]) >= {0, 1}
+    assert not set(before["trial_id"]) & set(after["trial_id"])
+    assert json.loads(_runs(changed)["overrides"].iloc[0]) == ["digits.max_steps=30", "seeds=2"]
+
+
+@pytest.mark.parametrize("override", ["nonsense", "=3", "digits.max_steps=0", "digits=3"])
+def test_a_bad_override_is_one_line_and_exit_2(tmp_path, capsys, override):
+    assert main(["run", "--suite", str(_suite(tmp_path)), "--set", override, "--no-report"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_deadline_that_has_passed_runs_nothing_and_marks_the_run_partial(tmp_path, capsys):
+    results = tmp_path / "late"
+    assert main(["run", "--suite", str(_suite(tmp_path)), "--results", str(results), "--no-report",
+                 "--deadline", "0.00001"]) == 0
+    assert "not started" in capsys.readouterr().err
+    assert _trials(results).empty
+    assert json.loads(_runs(results)["past_deadline"].iloc[0])
+
+
+def test_adaptive_runs_look_after_look_and_records_its_decisions(tmp_path, capsys):
+    suite = _suite(tmp_path, techniques='["curriculum"]', arms='["baseline", "alone"]',
+                   extra="\n[adaptive]\nmax_seeds = 3\nbatch = 1\nspending = \"pocock\"\n")
+    results = tmp_path / "adaptive"
+    assert main(["run", "--suite", str(suite), "--results", str(results), "--no-report", "--adaptive"]) == 0
+    assert "adaptive look 1" in capsys.readouterr().err
+    decided = json.loads(_runs(results)["adaptive"].iloc[-1])["decided_at"]
+    assert decided and set(decided.values()) <= {1, 2, 3}
+
+
+def test_adaptive_needs_the_suites_plan(tmp_path, capsys):
+    assert main(["run", "--suite", str(_suite(tmp_path)), "--adaptive", "--no-report"]) == 2
+    assert "[adaptive]" in capsys.readouterr().err
