@@ -94,6 +94,7 @@ class ClaimResult:
     fallback_verdict: Verdict | None = None  # on FALLBACK_METRIC, given when untrusted
     activity: tuple[Activity, ...] = ()
     confidence: float = DEFAULT_CONFIDENCE
+    source: str = ""  # where the claim is made (the section of the seed document)
 
     @property
     def inactive(self) -> list[Activity]:
@@ -170,7 +171,8 @@ class Judge:
                        for name in ROW_METRICS},
             trusted=not reason, untrusted_reason=reason,
             fallback_verdict=_verdict(fallback_estimate, claim.claimed) if reason else None,
-            activity=self.activity.get((workload, arm), ()) if arm else (), confidence=look.confidence)
+            activity=self.activity.get((workload, arm), ()) if arm else (), confidence=look.confidence,
+            source=claim.source)
 
     def _estimate(self, workload: str, arm: str | None, metric: Metric, accounting: Accounting,
                   look: Look) -> SpeedupEstimate | None:

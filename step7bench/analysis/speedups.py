@@ -109,11 +109,13 @@ class SpeedupEstimate:
 
     @property
     def upper_bound(self) -> float:
-        """When the arm missed on every seed: the largest speedup its misses allow (every seed's
-        speedup is below its own bound, so below this one); NaN otherwise."""
+        """When the arm missed on every seed: the largest speedup its misses allow, over the seeds
+        where the reference reached the target (a seed where both missed bounds nothing); NaN
+        otherwise, or when no seed bounds it."""
         if self.n_arm_missed != self.n_seeds or not self.n_seeds:
             return float("nan")
-        return max(self.per_seed_high)
+        bounds = [high for high in self.per_seed_high if high < float("inf")]
+        return max(bounds) if bounds else float("nan")
 
     @property
     def time_bound(self) -> bool:

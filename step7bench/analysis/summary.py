@@ -125,7 +125,7 @@ def _arms(analysis: Analysis) -> list[dict[str, Any]]:
 
 def _claim(analysis: Analysis, result: ClaimResult) -> dict[str, Any]:
     measured = result.measured
-    entry = {"name": result.name, "kind": result.kind, "workload": result.workload,
+    entry = {"name": result.name, "source": result.source, "kind": result.kind, "workload": result.workload,
              "techniques": list(result.techniques), "claimed": result.claimed, "metric": result.metric,
              "accounting": result.accounting, **_figures(measured), "verdict": result.verdict,
              "trusted": result.trusted, "untrusted_reason": result.untrusted_reason or None,

@@ -1,4 +1,5 @@
-"""A small synthetic results folder, written once per test session, for the report tests."""
+"""A small synthetic results folder, written once per test session, for the report tests; and the
+report of every shape of suite in `report_suites.SHAPES`, rendered once per session."""
 
 from __future__ import annotations
 
@@ -25,3 +26,11 @@ def report(results_dir):
     from step7bench.report import write_report
 
     return write_report(results_dir)
+
+
+@pytest.fixture(scope="session")
+def suite_reports(tmp_path_factory) -> dict[str, Path]:
+    """Shape name -> the index.html of its report (every shape of `report_suites.SHAPES`)."""
+    from report_suites import SHAPES, render_suite
+
+    return {name: render_suite(tmp_path_factory.mktemp(name), shape) for name, shape in SHAPES.items()}

@@ -8,6 +8,7 @@ import re
 from matplotlib.image import imread
 
 from step7bench.analysis.summary import SCHEMA_VERSION
+from page_text import in_order, visible_text
 from synthetic import synthetic_seed_suite
 from step7bench.cli import main
 from step7bench.report import FIGURES_FOLDER
@@ -30,20 +31,26 @@ def test_the_report_writes_the_page_the_figures_and_the_summary(report, results_
 
 def test_the_page_is_self_contained(report):
     html = report.read_text()
-    sources = re.findall(r'(?:src|href)="([^"]*)"', html)
+    sources = re.findall(r'src="([^"]*)"', html)
     assert sources and all(source.startswith("data:image/png;base64,") for source in sources)
+    # Links go nowhere but within the page (its table of contents), to anchors it has.
+    links = re.findall(r'href="([^"]*)"', html)
+    assert links and all(link.startswith("#") for link in links)
+    assert {link[1:] for link in links} <= set(re.findall(r'id="([^"]+)"', html))
     assert "<script" not in html
 
 
-def test_the_verdict_table_comes_first_then_the_cumulative_table(report):
+def test_the_verdict_table_comes_first_then_the_instrument_then_the_cumulative_table(report):
     html = report.read_text()
-    order = [html.index(heading) for heading in ("Verdicts on the claims", "cumulative table, row by row",
-                                                  "Speedups with intervals", "A/A check", "Validation loss against cost",
-                                                  "random control", "Where the cost went", "Transfer learning",
-                                                  "Provenance", "How each number is measured")]
-    assert order == sorted(order)
+    # Verdicts first; then whether the instrument can be trusted; the cumulative table; technique by
+    # technique (each against its random control; transfer's accountings); every arm; costs.
+    assert in_order(html, ("Verdicts on the claims", "Can this instrument see a real speed-up?", "A/A check",
+                           "cumulative table, row by row", "random control", "Transfer learning",
+                           "Speedups with intervals", "Validation loss against cost", "Where the cost went",
+                           "Provenance", "How each number is measured"))
     assert 'class="verdict refuted"' in html  # the seed's 17.5x on made-up effects of at most 4x
     assert "estimate" in html  # synthetic energy is labelled an estimate, and the page says so
+    assert "proportional to CPU time" in visible_text(html)
 
 
 def test_cli_report_rewrites_the_report_and_refuses_a_folder_without_results(results_dir, tmp_path, capsys):
