@@ -4,6 +4,7 @@ built for every invocation, `--help` included."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from step7bench.cli.choices import DEVICE_CHOICES
 
@@ -34,33 +35,28 @@ def _int_at_least(text: str, minimum: int, what: str) -> int:
 
 def non_negative_float(text: str) -> float:
     """argparse type: a finite number >= 0 (a tolerance)."""
-    value = _finite_float(text, "a non-negative number")
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {value:g}")
-    return value
+    return _float_where(text, "a non-negative number", lambda value: value >= 0)
 
 
 def probability(text: str) -> float:
     """argparse type: a number strictly between 0 and 1 (a significance level)."""
-    value = _finite_float(text, "a number between 0 and 1")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1 (exclusive), got {value:g}")
-    return value
+    return _float_where(text, "a number between 0 and 1 (exclusive)", lambda value: 0 < value < 1)
 
 
 def factor(text: str) -> float:
     """argparse type: a ratio >= 1 (1 means any difference counts)."""
-    value = _finite_float(text, "a factor >= 1")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a factor >= 1, got {value:g}")
-    return value
+    return _float_where(text, "a factor >= 1", lambda value: value >= 1)
 
 
 def margin(text: str) -> float:
     """argparse type: a relative margin in [0, 1)."""
-    value = _finite_float(text, "a margin in [0, 1)")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a margin in [0, 1), got {value:g}")
+    return _float_where(text, "a margin in [0, 1)", lambda value: 0 <= value < 1)
+
+
+def _float_where(text: str, what: str, holds: Callable[[float], bool]) -> float:
+    value = _finite_float(text, what)
+    if not holds(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value:g}")
     return value
 
 

@@ -95,7 +95,9 @@ def _build_random(workload: Workload, config: Mapping[str, Any]) -> Plugin:
 TECHNIQUES = (
     TechniqueSpec(name="selective_backprop",
                   summary="backprop example i with probability CDF(loss_i)^beta after a charged no-grad forward",
-                  stages=("step",), build=_build, defaults=DEFAULTS, control="selective_backprop_random"),
+                  stages=("step",), build=_build, defaults=DEFAULTS, control="selective_backprop_random",
+                  grid=({"beta": 1.0}, {"beta": 2.0}, {"beta": 3.0}),
+                  grid_source="beta 1, 2, 3: the selectivities Jiang et al. 2019 try"),
     TechniqueSpec(name="selective_backprop_random",
                   summary="control: keep each example with probability 1/(beta+1), no scoring pass",
                   stages=("step",), build=_build_random, defaults=DEFAULTS, is_control=True),
