@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/step7bench run --suite quick --threads 1
+	$(BIN)/step7bench run --suite quick --threads 1 --jobs 2 --adaptive
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow" -q

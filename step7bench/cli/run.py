@@ -26,7 +26,8 @@ SUITE_HELP = "a shipped suite's name (smoke, quick, full, gpu; see `step7bench l
 DESCRIPTION = """
 Run a suite's trial matrix into a results folder: per workload the baseline, the A/A arm, each
 technique alone and stacked, the random controls. Each trial is committed to the folder's SQLite
-store when it ends; running the same command again resumes. Prints the summary table and writes
+store when it ends; running the same command again resumes. Prints the speedups over the baseline
+(misses counted), the instrument's checks and the verdicts, and writes
 the report (index.html, figures, summary.json) at the end.
 """
 
@@ -46,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--nproc-per-node", type=positive_int, default=1, metavar="N",
                         help="ranks for trials whose arm includes `distributed`: each runs data-parallel under "
                              "torchrun on this many processes (default 1: every trial in this process)")
-    parser.add_argument("--no-report", action="store_true", help="print the summary table only, write no report")
+    parser.add_argument("--no-report", action="store_true", help="print the speedups and verdicts only, write no report")
     parser.add_argument("--adaptive", action="store_true",
                         help="after the suite's seeds, add seeds in batches to the arms of claims still undecided, up to "
                              "the suite's [adaptive] max_seeds; an error-spending rule keeps wrong verdicts under its "
@@ -71,8 +72,6 @@ def _run(args: argparse.Namespace) -> int:
     from step7bench.harness.progress import make_progress
     from step7bench.harness.runner import run_suite
     from step7bench.harness.suite import load_suite
-    from step7bench.harness.summary import print_summary
-
     from step7bench.harness.executor import Deadline
 
     shard_spec = _shard(args.shard)
@@ -97,8 +96,9 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_INTERRUPTED
     planned = _planned_trials(results_dir, outcome.planned_ids)
-    print_summary(planned, console)
-    report_ok = args.no_report or shard_spec is not None or _report(results_dir, console)
+    if shard_spec is not None:  # a part of the matrix: its speedups are read after `merge`
+        console.print(f"shard {args.shard}: {len(planned)} trial(s) in {results_dir}; merge the shards, then report")
+    report_ok = shard_spec is not None or planned.empty or _summarize(results_dir, console, not args.no_report)
     failed = int((planned["status"] == "failed").sum())
     if outcome.past_deadline:
         print(f"deadline: {len(outcome.past_deadline)} trial(s) not started; the report covers what finished "
@@ -152,17 +152,22 @@ def _planned_trials(results_dir: Path, planned_ids: list[str]):
     return trials[trials["trial_id"].isin(planned_ids)]
 
 
-def _report(results_dir: Path, console: Console) -> bool:
-    """Write the report; a failure there is one line, the results being safe already."""
-    from step7bench.report import write_report
+def _summarize(results_dir: Path, console: Console, write_report: bool) -> bool:
+    """Print the speedups and verdicts, and write the report from the same analysis; a failure
+    there is one line, the results being safe already."""
+    from step7bench.analysis.results import analyze_folder
+    from step7bench.report import write_analysis_report
+    from step7bench.report.terminal import print_run_summary
 
     try:
-        report = write_report(results_dir)
-    except Exception as exc:  # the trials are stored; a broken report must not hide that
+        analysis = analyze_folder(results_dir)
+        print_run_summary(analysis, console)
+        if write_report:
+            console.print(f"report: {write_analysis_report(analysis, results_dir)}")
+    except Exception as exc:  # the trials are stored; a broken analysis must not hide that
         print(f"error: the report failed ({type(exc).__name__}: {exc}); the results are saved in {results_dir}",
               file=sys.stderr)
         return False
-    console.print(f"report: {report}")
     return True
 
 

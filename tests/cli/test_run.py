@@ -28,11 +28,11 @@ def fakes(monkeypatch):
 def no_report(monkeypatch):
     """The report has its own tests; here `run` calls a stand-in and records the call."""
     calls = []
-    def write_report(folder):
+    def write_analysis_report(analysis, folder):
         calls.append(folder)
         return folder / "index.html"
 
-    monkeypatch.setattr("step7bench.report.write_report", write_report)
+    monkeypatch.setattr("step7bench.report.write_analysis_report", write_analysis_report)
     return calls
 
 
@@ -55,7 +55,7 @@ def test_run_records_every_trial_then_resumes_without_rerunning(tmp_path, capsys
     assert sorted(first["arm"]) == ["aa", "active_learning", "baseline", "curriculum"]
     assert set(first["arm_kind"]) == {"baseline", "aa", "alone"}
     out, err = capsys.readouterr()
-    assert "cost to target" in out and "[4/4]" in err
+    assert "speedup over the baseline" in out and "[4/4]" in err
     assert f"report: {results / 'index.html'}" in out.replace("\n", "")
     assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
     assert "0 trials to run; 4 already in the results" in capsys.readouterr().err
@@ -93,10 +93,10 @@ def test_a_second_run_on_a_folder_in_use_is_refused(tmp_path, capsys):
 
 
 def test_a_failing_report_is_one_line_and_exit_1_with_the_trials_kept(tmp_path, capsys, monkeypatch):
-    def broken(folder):
+    def broken(analysis, folder):
         raise KeyError("controls")
 
-    monkeypatch.setattr("step7bench.report.write_report", broken)
+    monkeypatch.setattr("step7bench.report.write_analysis_report", broken)
     results = tmp_path / "results"
     assert main(["run", "--suite", str(_suite(tmp_path, arms='["baseline"]')), "--results", str(results)]) == 1
     assert "error: the report failed (KeyError: 'controls')" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Progress off a terminal is one plain line per trial; the summary counts per arm."""
+"""Progress off a terminal is one plain line per trial; on a terminal, a live view."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from step7bench.engine import Ledger, TrialResult
 from step7bench.harness.matrix import Arm, TrialSpec
 from step7bench.harness.progress import LiveProgress, PlainProgress, make_progress
 from step7bench.harness.suite import WorkloadEntry
-from step7bench.harness.summary import print_summary, summarize
 from step7bench.workloads import Budget
 
 SPEC = TrialSpec(WorkloadEntry("digits", "micro", "classification", Budget(10, 1.0), 0.5, "suite"),
@@ -48,18 +47,3 @@ def test_progress_is_plain_off_a_terminal_and_live_on_one():
     live.trial_finished(SPEC, _result("reached"))
     live.close()
     assert "1/1" in live.console.file.getvalue()
-
-
-def test_the_summary_counts_and_takes_medians_over_reached_trials():
-    frame = pd.DataFrame({
-        "workload": ["digits"] * 3, "preset": ["micro"] * 3, "arm": ["baseline", "baseline", "curriculum"],
-        "arm_kind": ["baseline", "baseline", "alone"], "status": ["reached", "missed", "failed"],
-        "steps_to_target": [40.0, None, None], "device_s": [2.0, 9.0, 0.0], "flops_total": [1e9, 2e9, 0],
-    })
-    rows = summarize(frame).set_index("arm")
-    assert (rows.loc["baseline", "trials"], rows.loc["baseline", "reached"], rows.loc["baseline", "median_steps"],
-            rows.loc["baseline", "median_device_s"]) == (2, 1, 40.0, 2.0)
-    assert rows.loc["curriculum", "failed"] == 1
-    console = Console(file=io.StringIO(), width=200)
-    print_summary(frame, console)
-    assert "digits/micro" in console.file.getvalue()
