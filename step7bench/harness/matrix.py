@@ -174,11 +174,10 @@ def plan_trials(suite: Suite, nproc_per_node: int = 1,
     (an adaptive design adding seeds where a verdict is undecided); theirs come after the rest."""
     specs = suite.registry.techniques
     arms = {w.key: build_arms(suite, w.task) for w in suite.workloads}
-    # The weak-reference control compares two arms of its own: it may get more seeds than the
-    # rest, to resolve its known effect on a noisy workload.
-    extra = {(w.key, arm.name): suite.positive_control_seeds for w in suite.workloads for arm in arms[w.key]
-             if arm.weak_target and suite.positive_control_seeds > suite.seeds}
-    extra.update(seeds_by_arm or {})
+    extra = {(w.key, arm.name): _instrument_seeds(suite, arm) for w in suite.workloads for arm in arms[w.key]
+             if _instrument_seeds(suite, arm) > suite.seeds}
+    for key, count in (seeds_by_arm or {}).items():
+        extra[key] = max(count, extra.get(key, 0))
     seeds = max([suite.seeds, *extra.values()])
     trials = []
     for index in range(seeds):
@@ -192,6 +191,15 @@ def plan_trials(suite: Suite, nproc_per_node: int = 1,
                 trials.append(TrialSpec(_arm_workload(workload, arm), arm, seed, settings,
                                         nproc_per_node if data_parallel else 1, data_parallel, pair_seed=index))
     return trials
+
+
+def _instrument_seeds(suite: Suite, arm: Arm) -> int:
+    """Seeds of an arm of the instrument's own checks, which may get more than the rest: the
+    weak-reference control's two arms, to resolve its known effect on a noisy workload; the A/A
+    arm and the baseline, to bound a bias of the instrument more tightly (0: the suite's seeds)."""
+    if arm.weak_target:
+        return suite.positive_control_seeds
+    return suite.aa_seeds if arm.kind in ("aa", "baseline") else 0
 
 
 def _arm_workload(workload: WorkloadEntry, arm: Arm) -> WorkloadEntry:

@@ -98,6 +98,7 @@ class Suite:
     overrides: tuple[str, ...] = ()  # the --set PATH=VALUE changes the suite was loaded with
     adaptive: AdaptivePlan | None = None  # how `run --adaptive` adds seeds (the suite's [adaptive] table)
     positive_control_seeds: int = 0  # seeds of the weak-reference control's arms (0: the suite's seeds)
+    aa_seeds: int = 0  # seeds of the A/A arm and the baseline it pairs with (0: the suite's seeds)
 
     def with_seeds(self, seeds: int) -> Suite:
         if seeds < 1:
@@ -185,7 +186,7 @@ class _SuiteReader:
     TOP_KEYS = ("name", "description", "seeds", "targets", "plugins", "headroom", "matrix", "workload", "technique",
                 "calibration", "adaptive")
     ADAPTIVE_KEYS = ("max_seeds", "batch", "alpha", "spending")
-    MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms", "positive_control_seeds")
+    MATRIX_KEYS = ("techniques", "seed_stack", "all_stack", "arms", "positive_control_seeds", "aa_seeds")
     WORKLOAD_KEYS = ("name", "preset", "max_steps", "max_seconds", "target_val_loss", "data_seed",
                      "calibration_margin")
 
@@ -220,7 +221,8 @@ class _SuiteReader:
             calibration_seeds=doc.get(calibration, ("calibration",), "seeds", "positive_int", 3),
             calibration_margin=float(margin), suite_hash=_hash(doc.path, targets_path),
             adaptive=self._adaptive(doc.get(top, (), "adaptive", "table", None), seeds),
-            positive_control_seeds=doc.get(matrix, ("matrix",), "positive_control_seeds", "positive_int", 0))
+            positive_control_seeds=doc.get(matrix, ("matrix",), "positive_control_seeds", "positive_int", 0),
+            aa_seeds=doc.get(matrix, ("matrix",), "aa_seeds", "positive_int", 0))
 
     def _adaptive(self, table: dict[str, Any] | None, seeds: int) -> AdaptivePlan | None:
         if table is None:

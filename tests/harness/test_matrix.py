@@ -130,3 +130,21 @@ def test_arms_train_at_the_workloads_tuned_settings_and_controls_inherit_them(tm
 def test_the_positive_controls_are_arms_of_their_own(tmp_path, fake_specs):
     arms = {t.arm.name: t.arm.kind for t in plan_trials(_with_tuning(tmp_path, fake_specs, ', "positive_controls"'))}
     assert arms["warm_start"] == arms["lr_scale"] == "positive_control"
+
+
+def test_the_instruments_arms_get_their_own_seeds_and_adaptive_seeds_never_take_them_away(tmp_path, fake_specs):
+    text = mini_suite_text(seeds=2, techniques='["curriculum"]', arms='["baseline", "aa", "alone", "positive_controls"]')
+    path = tmp_path / "instrument.toml"
+    path.write_text(text.replace('arms = [', 'aa_seeds = 5\npositive_control_seeds = 4\narms = ['))
+    suite = load_suite(str(path))
+
+    def seeds(plan):
+        counts = {}
+        for trial in plan:
+            counts[trial.arm.name] = counts.get(trial.arm.name, 0) + 1
+        return counts
+
+    assert seeds(plan_trials(suite)) == {"baseline": 5, "aa": 5, "curriculum": 2, "warm_start": 2, "lr_scale": 4,
+                                         "baseline@weak_target": 4}
+    more = seeds(plan_trials(suite, seeds_by_arm={("digits/micro", "curriculum"): 3, ("digits/micro", "baseline"): 3}))
+    assert (more["curriculum"], more["baseline"], more["aa"]) == (3, 5, 5)
