@@ -17,8 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
+
 from step7bench.analysis.censored import look_sizes, spending_levels
-from step7bench.analysis.claims import Judge, Look, arm_for
+from step7bench.analysis.claims import ClaimResult, Judge, Look, arm_for
 from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS
 from step7bench.analysis.results import Results
 from step7bench.analysis.speedups import BASELINE_ARM, CostTable
@@ -79,3 +81,47 @@ def next_look(results: Results, claims: Sequence[Claim], design: Design, number:
             for needed in (arm, BASELINE_ARM):
                 needs[(f"{workload}/{presets[workload]}", needed)] = design.sizes[number]
     return Design(design.initial, design.batch, design.max_seeds, design.alpha, design.shape, decided), needs
+
+
+@dataclass(frozen=True)
+class Savings:
+    """The device time of the arms an adaptive design could extend (each claim's arm and the
+    baseline): what it spent, measured (each trial's elapsed time times its ranks, evaluation and
+    start-up included), against a fixed design running every one of them at `max_seeds` from the
+    start: an *estimate*, each arm's mean trial times `max_seeds`. The fixed design is at least as
+    decisive: every verdict at `max_seeds` seeds and the whole alpha at one look."""
+
+    max_seeds: int
+    trials: int
+    trials_fixed: int
+    device_hours: float
+    device_hours_fixed: float
+
+    @property
+    def saved_hours(self) -> float:
+        return self.device_hours_fixed - self.device_hours
+
+
+def savings(results: Results, claims: Sequence[ClaimResult]) -> Savings | None:
+    """Savings of the latest adaptive design in `results`; None without one."""
+    max_seeds = results.adaptive.get("max_seeds")
+    if not max_seeds:
+        return None
+    arms = {(result.workload, result.measured.arm) for result in claims if result.measured is not None}
+    arms |= {(workload, BASELINE_ARM) for workload, _ in arms}
+    trials = results.trials
+    device_s = _elapsed_s(trials) * trials["world_size"].fillna(1)
+    spent = fixed = 0.0
+    trials_spent = trials_fixed = 0
+    for workload, arm in sorted(arms):
+        mine = device_s[(trials["workload"] == workload) & (trials["arm"] == arm)]
+        spent, trials_spent = spent + float(mine.sum()), trials_spent + len(mine)
+        runs_fixed = max(max_seeds, len(mine))
+        fixed, trials_fixed = fixed + float(mine.mean()) * runs_fixed, trials_fixed + runs_fixed
+    return Savings(max_seeds, trials_spent, trials_fixed, spent / 3600, fixed / 3600)
+
+
+def _elapsed_s(trials: pd.DataFrame) -> pd.Series:
+    started = pd.to_datetime(trials["started_at"], format="ISO8601", utc=True)
+    finished = pd.to_datetime(trials["finished_at"], format="ISO8601", utc=True)
+    return (finished - started).dt.total_seconds()

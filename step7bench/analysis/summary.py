@@ -9,12 +9,14 @@ baseline missed) is null too, and the object holding it names it in its `infinit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from pathlib import Path
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
+from step7bench.analysis.adaptive import savings
 from step7bench.analysis.checks import AACheck, ControlComparison, PositiveControl
 from step7bench.analysis.claims import ClaimResult, CumulativeRow
 from step7bench.analysis.results import Analysis
@@ -43,6 +45,7 @@ def summary_dict(analysis: Analysis) -> dict[str, Any]:
             "gate_per_seed_both_missed": BOTH_MISSED_SPEEDUP, "downstream_tasks": analysis.downstream_tasks,
             "adaptive": analysis.results.adaptive or None,
         },
+        "adaptive_savings": _savings(analysis),
         "instrument_trusted": analysis.instrument_trusted,
         "measurement_trusted": not analysis.untrusted_metrics and bool(analysis.aa),
         "positive_controls": [_positive(control) for control in analysis.positive_controls],
@@ -85,6 +88,15 @@ def _partial(analysis: Analysis) -> dict[str, Any]:
     unmeasured = sorted({f"{c.name} ({c.workload})" for c in analysis.claims if c.measured is None})
     return {"is_partial": bool(missing), "trials_not_started": missing,
             "claims_without_arms": unmeasured if missing else []}
+
+
+def _savings(analysis: Analysis) -> dict[str, Any] | None:
+    found = savings(analysis.results, analysis.claims)
+    if found is None:
+        return None
+    return {**dataclasses.asdict(found), "saved_hours": found.saved_hours,
+            "method": "measured: the adaptive run's trials of the claims' arms and the baseline (elapsed x ranks); "
+                      "fixed: estimated, each such arm's mean trial x max_seeds"}
 
 
 def _interval(interval: Interval | None) -> dict[str, Any]:

@@ -62,7 +62,8 @@ def baseline_missed_bound(found: SpeedupEstimate) -> float | None:
 
 def speedup(found: SpeedupEstimate | None) -> str:
     """The speedup as read: "0.57×", "missed 3/3 (< 0.75×)", "baseline missed 2/2 (> 1.3×)",
-    "undefined" or "not measured"."""
+    "missed 8/9" (one exact seed: no point, an interval from the sign test), "undefined" or
+    "not measured"."""
     if found is None:
         return NOT_MEASURED
     if found.n_seeds and found.n_arm_missed == found.n_seeds:
@@ -73,8 +74,8 @@ def speedup(found: SpeedupEstimate | None) -> str:
         bound = baseline_missed_bound(found)
         text = f"baseline missed {found.n_reference_missed}/{found.n_seeds}"
         return f"{text} (> {factor(bound)})" if bound else text
-    if math.isnan(found.point):
-        return UNDEFINED
+    if math.isnan(found.point):  # too few exact seeds to place a point: the misses and the interval say it
+        return f"missed {found.n_arm_missed}/{found.n_seeds}" if found.n_arm_missed else UNDEFINED
     if found.point <= 0:  # the reached seeds are too few to place it: most seeds missed
         bound = max(_finite(found.per_seed_high), default=None)
         text = f"missed {found.n_arm_missed}/{found.n_seeds}"
@@ -107,7 +108,7 @@ def _bare(value: float) -> str:
 def speedup_with_interval(found: SpeedupEstimate | None) -> str:
     """The speedup and, where it is a number, its interval: "0.57× [0.38, 0.87]"."""
     text = speedup(found)
-    if found is None or not text[0].isdigit():
+    if found is None or not (text[0].isdigit() or math.isnan(found.point)):
         return text
     bounds = interval(found.interval)
     return f"{text} {bounds}" if bounds else text

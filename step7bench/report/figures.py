@@ -184,7 +184,10 @@ def glyph(found: SpeedupEstimate | None) -> Glyph:
     if math.isinf(found.point):
         return Glyph("above", bound=display.baseline_missed_bound(found),
                      label=f"baseline missed {found.n_reference_missed}/{found.n_seeds}")
-    if math.isnan(found.point):
+    if math.isnan(found.point):  # no point; where misses bound it, the interval's upper end does
+        high = found.interval.high
+        if found.n_arm_missed and math.isfinite(high) and high > 0:
+            return Glyph("below", bound=high, label=f"missed {found.n_arm_missed}/{found.n_seeds}")
         return Glyph("undefined", label=display.UNDEFINED)
     if found.point <= 0:
         bounds = [v for v in found.per_seed_high if math.isfinite(v) and v > 0]

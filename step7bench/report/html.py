@@ -24,6 +24,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup, escape
 
+from step7bench.analysis.adaptive import Savings, savings
 from step7bench.analysis.checks import BEATS, LOSES, TIES, AACheck, ControlComparison, PositiveControl
 from step7bench.analysis.claims import Activity, ClaimResult, CumulativeRow, trial_activity
 from step7bench.analysis.metrics import METRICS, get_metric, supports
@@ -530,4 +531,14 @@ def _provenance(analysis: Analysis) -> dict[str, Any]:
                         "when": str(target.get("calibrated_at", "")), "commit": str(target.get("git_commit", ""))})
     adaptive = analysis.results.adaptive
     return {"runs": runs, "fingerprint": analysis.results.fingerprint or {}, "targets": targets,
-            "adaptive": json.dumps(adaptive, sort_keys=True) if adaptive else ""}
+            "adaptive": json.dumps(adaptive, sort_keys=True) if adaptive else "",
+            "adaptive_savings": _savings_line(savings(analysis.results, analysis.claims))}
+
+
+def _savings_line(found: Savings | None) -> str:
+    if found is None:
+        return ""
+    return (f"On the claims' arms and the baseline it ran {found.trials} trials, "
+            f"{display.duration(found.device_hours * 3600)} of device time (measured); a fixed design giving each "
+            f"of those arms {found.max_seeds} seeds would have run {found.trials_fixed}, about "
+            f"{display.duration(found.device_hours_fixed * 3600)} (estimated from each arm's mean trial).")

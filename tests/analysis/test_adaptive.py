@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
-from step7bench.analysis.adaptive import Design, claim_key, next_look
+import pandas as pd
+import pytest
+
+from step7bench.analysis.adaptive import Design, claim_key, next_look, savings
 from step7bench.analysis.results import Results, analyze
 from step7bench.analysis.stats import INCONCLUSIVE, REFUTED
 from step7bench.harness.claims import Claim
@@ -46,3 +49,22 @@ def test_a_claim_is_judged_with_the_seeds_and_confidence_of_its_look():
     assert clear.confidence == design.look(1).confidence > 0.95  # one look's share of alpha
     assert close.seeds_used == 7 and close.verdict == INCONCLUSIVE
     assert close.confidence == design.look(3).confidence
+
+
+def test_savings_count_the_claims_arms_and_the_baseline_against_a_fixed_design_at_max_seeds():
+    design = Design(initial=3, batch=2, max_seeds=7, shape="pocock").record()
+    results = _results(3, adaptive=design)
+    trials = results.trials.copy()
+    trials = trials[~((trials["arm"] == "near") & (trials["seed"] == 2))]  # "near" ran 2 trials, the rest 3
+    start = pd.Timestamp("2026-01-01T00:00:00+00:00")
+    trials["started_at"] = start.isoformat()
+    trials["finished_at"] = (start + pd.to_timedelta(trials["seed"] + 1, unit="s")).map(pd.Timestamp.isoformat)
+    trials["world_size"] = 1
+    results = Results(trials, synthetic_curves(trials), results.runs)
+    found = savings(results, analyze(results, CLAIMS).claims)
+    # baseline, "slow" and "near": 3 + 3 + 2 trials of 1, 2, 3 s (2 s mean; "near" 1.5 s), all at 7 seeds if fixed
+    assert (found.trials, found.trials_fixed) == (8, 21)
+    assert found.device_hours * 3600 == pytest.approx(6 + 6 + 3)
+    assert found.device_hours_fixed * 3600 == pytest.approx(7 * 2 + 7 * 2 + 7 * 1.5)
+    assert found.saved_hours > 0
+    assert savings(_results(3), []) is None  # no adaptive design

@@ -5,6 +5,7 @@ no offset text; a distinct colour per line; readable units; and the numbers the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -14,6 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from step7bench.analysis.censored import log_mean_interval
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.results import analyze_folder
 from step7bench.analysis.speedups import CostTable, estimate
@@ -86,6 +88,19 @@ def test_the_page_never_prints_a_miss_as_zero_or_an_undefined_figure_as_infinity
     assert display.speedup_with_interval(fast).startswith(display.factor(fast.point) + " [")
     assert display.reached(fast) == "3/3" and display.reached(found) == "0/3"
     assert display.speedup(None) == "not measured"
+
+
+def test_an_arm_with_one_exact_seed_reads_as_its_misses_and_the_sign_tests_interval():
+    # Eight misses bounded near 0.5x and one seed reaching at 1.09x (as digits' active learning did):
+    # the censored likelihood has no maximum, so there is no point; the sign test still bounds it.
+    bounds = [1.09, 0.45, 0.54, 0.57, 0.52, 0.44, 0.55, 0.49, 0.53]
+    sign_test = log_mean_interval([math.log(bounds[0])] + [-math.inf] * 8, [math.log(b) for b in bounds])
+    trials = synthetic_trials([PlantedArm("mostly", 0.8, missed=tuple(range(1, 9)))], seeds=range(9))
+    found = dataclasses.replace(estimate(CostTable(trials), W, "mostly", get_metric("steps")), estimate=sign_test)
+    assert math.isnan(found.point) and sign_test.method == "sign test" and found.n_arm_missed == 8
+    assert display.speedup_with_interval(found) == "missed 8/9 (0, 0.57]"
+    shape = figures.glyph(found)
+    assert shape.kind == "below" and shape.bound == pytest.approx(found.interval.high)
 
 
 def test_times_energies_and_counts_read_in_their_own_units():
