@@ -105,10 +105,18 @@ def _bare(value: float) -> str:
     return factor(value).rstrip("×")
 
 
+def shows_interval(found: SpeedupEstimate | None) -> bool:
+    """Whether the speedup is read with its interval: a point, or no point but an interval (one
+    exact seed); not where misses or the reference's misses give a bound instead."""
+    if found is None:
+        return False
+    return math.isnan(found.point) or (0 < found.point < math.inf and found.n_arm_missed < found.n_seeds)
+
+
 def speedup_with_interval(found: SpeedupEstimate | None) -> str:
     """The speedup and, where it is a number, its interval: "0.57× [0.38, 0.87]"."""
     text = speedup(found)
-    if found is None or not (text[0].isdigit() or math.isnan(found.point)):
+    if not shows_interval(found):
         return text
     bounds = interval(found.interval)
     return f"{text} {bounds}" if bounds else text

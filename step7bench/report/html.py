@@ -205,10 +205,9 @@ def _toc(sections: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _estimate(found: SpeedupEstimate | None) -> dict[str, str]:
-    text = display.speedup(found)
-    numeric = found is not None and text[:1].isdigit()
-    return {"text": text, "interval": display.interval(found.interval) if numeric else "",
-            "reached": display.reached(found), "numeric": numeric}
+    return {"text": display.speedup(found),
+            "interval": display.interval(found.interval) if display.shows_interval(found) else "",
+            "reached": display.reached(found)}
 
 
 def _claim_row(result: ClaimResult, unreached: set[str] = frozenset(), confidence: float = 0.95) -> dict[str, Any]:
