@@ -1,5 +1,2 @@
-"""Benchmarks run apart from the tests: `make benchmark` (pytest-benchmark)."""
-
-import torch
-
-torch.set_num_threads(max(1, torch.get_num_threads()))
+"""Benchmarks run apart from the tests: `make benchmark` (pytest-benchmark). Each sets the torch
+threads it measures at; ratios are taken within one run."""

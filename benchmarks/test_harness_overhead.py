@@ -55,8 +55,7 @@ def test_harness_overhead_per_trial(benchmark, tmp_path, micro_trial):
             progress.trial_started(spec)
             for point in result.curve:
                 progress.evaluated(spec, point)
-            record = TrialRecord(trial_id, run_id, spec.arm.name, spec.arm.kind, "bench", spec.identity(),
-                                 utc_now(), utc_now())
+            record = TrialRecord.of(spec, run_id, "bench", utc_now(), utc_now())
             store.add_trial(record, result)
             progress.trial_finished(spec, result)
 
