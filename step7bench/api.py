@@ -13,6 +13,7 @@ from step7bench.engine import (GateStage, InitStage, OrderStage, Plugin, Prepare
                                Stage, StepStage, TransformStage, TrialContext, run_trial)
 from step7bench.seeding import derive_seed, numpy_rng, torch_generator
 from step7bench.techniques import TechniqueSpec
+from step7bench.techniques.registry import activity
 from step7bench.workloads import Batch, Budget, ExampleDataset, Hyperparameters, Preset, Workload
 from step7bench.workloads.base import IGNORE_INDEX, cross_entropy_terms
 from step7bench.workloads.models import MLPClassifier, TinyGPT
@@ -20,4 +21,4 @@ from step7bench.workloads.models import MLPClassifier, TinyGPT
 __all__ = ["IGNORE_INDEX", "Batch", "Budget", "ExampleDataset", "GateStage", "Hyperparameters", "InitStage",
            "MLPClassifier", "OrderStage", "Plugin", "PrepareStage", "Preset", "ScheduleStage", "SelectStage", "Stage",
            "StepStage", "TechniqueSpec", "TinyGPT", "TransformStage", "TrialContext", "Workload",
-           "cross_entropy_terms", "derive_seed", "numpy_rng", "run_trial", "torch_generator"]
+           "activity", "cross_entropy_terms", "derive_seed", "numpy_rng", "run_trial", "torch_generator"]

@@ -60,3 +60,18 @@ def test_a_trial_of_a_plugin_technique_on_a_plugin_workload(tmp_path):
     result = json.loads(done.stdout)
     assert result["techniques"] == ["selective_backprop"] and result["status"] in ("reached", "missed")
     assert 0 < result["technique_stats"]["selective_backprop"]["keep_rate"] <= 1
+
+
+def test_the_readmes_technique_runs_as_written(tmp_path):
+    """The module under the README's "Write your own technique", saved as it stands, through `trial`."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Write your own technique"):readme.index("## Write your own workload")]
+    code = section[section.index("```python\n") + len("```python\n"):]
+    (tmp_path / "keep_hardest.py").write_text(code[:code.index("```")])
+    done = _step7bench("trial", "--plugin", "keep_hardest", "--workload", "digits", "--preset", "micro",
+                       "--technique", "keep_hardest", "--threads", "1", "--json", pythonpath=[tmp_path], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["techniques"] == ["keep_hardest"] and result["status"] in ("reached", "missed")
+    assert result["technique_stats"]["keep_hardest"]["activity"]["value"] == 0.5  # half of every batch of 32
+    assert result["ledger"]["examples_overhead"] > 0  # the scoring pass was charged

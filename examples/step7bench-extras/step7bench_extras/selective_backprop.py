@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from step7bench.api import Batch, Plugin, StepStage, TechniqueSpec, TrialContext, Workload
+from step7bench.api import Batch, Plugin, StepStage, TechniqueSpec, TrialContext, Workload, activity
 
 
 def keep_probability(losses: torch.Tensor, history: torch.Tensor, beta: float) -> torch.Tensor:
@@ -65,7 +65,9 @@ class _Selective(StepStage):
         return probability
 
     def stats(self) -> dict[str, Any]:
-        return {"keep_rate": self.kept / max(self.seen, 1), "examples_kept": self.kept, "examples_seen": self.seen,
+        keep_rate = self.kept / max(self.seen, 1)
+        return {"activity": activity(keep_rate < 1, f"backpropagated {keep_rate:.0%} of examples", keep_rate),
+                "keep_rate": keep_rate, "examples_kept": self.kept, "examples_seen": self.seen,
                 "beta": self.beta, "scored": self.scored}
 
 
