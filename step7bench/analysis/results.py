@@ -124,15 +124,21 @@ def load_results(folder: Path | str) -> Results:
 
 
 def latest_suite_version(trials: pd.DataFrame, curves: pd.DataFrame, runs: pd.DataFrame) -> Results:
-    """Keep the trials of the suite version (suite hash) of the latest run; a store reused after
-    the suite or its targets changed holds trials that are no longer comparable (other targets,
-    budgets or presets). Runs of one version (resumed, sharded, merged) all stay."""
+    """Keep the trials of the suite version (suite hash) of the latest run: those its runs ran and
+    those their plans found done already (a trial's id is what defines it, so an edit that changes
+    no trial, a comment or an override restating a default, keeps every trial). A store reused
+    after the suite or its targets changed holds trials that are no longer comparable (other
+    targets, budgets or presets): they are left out and counted. Runs of one version (resumed,
+    sharded, merged) all stay, with the runs that ran the trials kept."""
     latest = runs.sort_values(["started_at", "run_id"])["suite_hash"].iloc[-1]
-    current_runs = set(runs.loc[runs["suite_hash"] == latest, "run_id"])
-    keep = trials["run_id"].isin(current_runs)
+    current = runs["suite_hash"] == latest
+    planned = {trial_id for text in runs.loc[current].get("planned", pd.Series(dtype=object)).dropna()
+               for trial_id in json.loads(text)}
+    keep = trials["run_id"].isin(set(runs.loc[current, "run_id"])) | trials["trial_id"].isin(planned)
     kept = trials[keep].reset_index(drop=True)
+    kept_runs = runs[current | runs["run_id"].isin(set(kept["run_id"]))].reset_index(drop=True)
     return Results(kept, curves[curves["trial_id"].isin(set(kept["trial_id"]))].reset_index(drop=True),
-                   runs[runs["run_id"].isin(current_runs)].reset_index(drop=True), int((~keep).sum()))
+                   kept_runs, int((~keep).sum()))
 
 
 @dataclass(frozen=True)

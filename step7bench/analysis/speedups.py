@@ -242,7 +242,10 @@ def estimate(table: CostTable, workload: str, arm: str, metric: Metric, accounti
              confidence: float = DEFAULT_CONFIDENCE, reference: str = BASELINE_ARM,
              max_pair_seeds: int | None = None) -> SpeedupEstimate | None:
     """The speedup of `arm` over `reference` (cost(reference) / cost(arm)) on one workload, with an
-    interval at `confidence`; None when no seed pairs."""
+    interval at `confidence`; None when no seed pairs (either arm absent there: a shard's folder
+    may hold an arm without its baseline)."""
+    if not {arm, reference} <= set(table.arms(workload)):
+        return None
     pairs = table.pair(workload, arm, metric, accounting, reference, max_pair_seeds)
     if pairs.seeds.size == 0:
         return None

@@ -142,8 +142,16 @@ class Executor:
             return failed_result(trial, self.device, exc)
 
     def _pool(self, trials: Sequence[TrialSpec], started: Callable[[TrialSpec], None]) -> Iterator[Finished]:
-        """Keep every worker busy: at most `jobs` trials in flight, refilled as each finishes."""
+        """Keep every worker busy: at most `jobs` trials in flight, refilled as each finishes. A
+        worker that dies (out of memory, killed) fails the trials in flight and breaks its pool;
+        the rest of the queue goes on in a fresh one."""
         queue = list(trials)
+        while queue:
+            yield from self._until_broken(queue, started)
+
+    def _until_broken(self, queue: list[TrialSpec], started: Callable[[TrialSpec], None]) -> Iterator[Finished]:
+        """Run trials from `queue` (taken off it as they start) in one pool until the queue is
+        empty or the pool breaks."""
         context = multiprocessing.get_context("spawn")
         slots = context.Queue()
         for slot in range(self.jobs):
@@ -153,15 +161,23 @@ class Executor:
                 initargs=(slots, self.jobs, self.threads, str(self.device), self.registry.plugin_modules,
                           os.getpid())) as pool:
             running: dict[futures.Future, _InFlight] = {}
-            while queue or running:
-                while queue and len(running) < self.jobs:
+            broken = False
+            while (queue and not broken) or running:
+                while queue and not broken and len(running) < self.jobs:
+                    if not self._allowed(queue[0]):
+                        queue.pop(0)
+                        continue
+                    try:
+                        future = pool.submit(_run_in_worker, queue[0])
+                    except futures.BrokenExecutor:
+                        broken = True
+                        break
                     trial = queue.pop(0)
-                    if self._allowed(trial):
-                        started(trial)
-                        running[pool.submit(_run_in_worker, trial)] = _InFlight(trial, time.monotonic())
-                        if len(running) > 1:
-                            for flight in running.values():
-                                flight.beside_others = True
+                    started(trial)
+                    running[future] = _InFlight(trial, time.monotonic())
+                    if len(running) > 1:
+                        for flight in running.values():
+                            flight.beside_others = True
                 if not running:
                     break
                 done, _ = futures.wait(running, return_when=futures.FIRST_COMPLETED)
@@ -169,7 +185,8 @@ class Executor:
                     flight = running.pop(future)
                     try:
                         result = future.result()
-                    except Exception as exc:  # a worker that died (out of memory, killed) fails its trial
+                    except Exception as exc:  # the worker died: this trial fails, and the pool is broken
+                        broken = broken or isinstance(exc, futures.BrokenExecutor)
                         result = failed_result(flight.trial, self.device, exc)
                     yield self._done(flight.trial, result, flight.start_s, flight.beside_others)
 

@@ -75,7 +75,7 @@ def run_suite(suite: Suite, results_dir: Path | str, progress: ProgressSink, *, 
         todo = [trial for trial in trials if trial.trial_id not in done]
         fingerprint = device_fingerprint(torch_device)
         run_id = store.add_run({**_provenance(suite, fingerprint, command_line, shard_spec, jobs),
-                                "adaptive": dict(adaptive or {})})
+                                "adaptive": dict(adaptive or {}), "planned": [t.trial_id for t in trials]})
         executor = Executor(suite.registry, torch_device, jobs=jobs, threads=threads, nproc_per_node=nproc_per_node,
                             deadline=deadline)
         progress.start(len(todo), len(trials) - len(todo))

@@ -51,6 +51,7 @@ RUN_COLUMNS = {
     "torch_version": "TEXT", "device_fingerprint": "TEXT", "hardware_class": "TEXT", "suite_name": "TEXT",
     "suite_hash": "TEXT", "command_line": "TEXT", "python_version": "TEXT", "shard": "TEXT", "jobs": "INTEGER",
     "calibration": "TEXT", "overrides": "TEXT", "past_deadline": "TEXT", "adaptive": "TEXT",
+    "planned": "TEXT",  # JSON list of the trial ids in the run's plan, run now or found done
 }
 TRIAL_COLUMNS = {
     "trial_id": "TEXT PRIMARY KEY", "run_id": "TEXT NOT NULL", "workload": "TEXT NOT NULL",
@@ -168,7 +169,8 @@ class ResultsStore:
         row = {**provenance, "device_fingerprint": json.dumps(provenance["device_fingerprint"], sort_keys=True),
                "calibration": json.dumps(provenance.get("calibration") or {}, sort_keys=True, default=str),
                "overrides": json.dumps(list(provenance.get("overrides") or [])),
-               "adaptive": json.dumps(provenance.get("adaptive") or {})}
+               "adaptive": json.dumps(provenance.get("adaptive") or {}),
+               "planned": json.dumps(list(provenance.get("planned") or []))}
         unknown = set(row) - set(RUN_COLUMNS)
         if unknown:
             raise ValueError(f"provenance has unknown keys: {sorted(unknown)}")

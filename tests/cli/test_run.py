@@ -211,3 +211,20 @@ def test_adaptive_runs_look_after_look_and_records_its_decisions(tmp_path, capsy
 def test_adaptive_needs_the_suites_plan(tmp_path, capsys):
     assert main(["run", "--suite", str(_suite(tmp_path)), "--adaptive", "--no-report"]) == 2
     assert "[adaptive]" in capsys.readouterr().err
+
+
+def test_an_edit_that_changes_no_trial_keeps_every_trial_and_a_new_target_supersedes_them(tmp_path, capsys):
+    from step7bench.analysis.results import load_results
+
+    suite, results = _suite(tmp_path), tmp_path / "results"
+    assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
+    suite.write_text(suite.read_text() + "\n# a comment changes the suite's hash, not its trials\n")
+    assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
+    assert "0 trials to run; 4 already in the results" in capsys.readouterr().err
+    kept = load_results(results)
+    assert len(kept.trials) == 4 and kept.superseded_trials == 0 and len(kept.runs) == 2
+    suite.write_text(suite.read_text().replace("target_val_loss = 2.2", "target_val_loss = 2.25"))
+    assert main(["run", "--suite", str(suite), "--results", str(results)]) == 0
+    newer = load_results(results)
+    assert len(newer.trials) == 4 and newer.superseded_trials == 4
+    assert set(newer.trials["target_val_loss"]) == {2.25}

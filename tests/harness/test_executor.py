@@ -69,3 +69,18 @@ def test_a_deadline_estimates_a_trial_from_its_arm_then_its_workload_then_its_bu
     deadline.finished(other, 4.0)
     assert deadline.expected_s(other) == 4.0 and deadline.allows(other)
     assert not Deadline(time.monotonic() + 3.0, {(other.workload.key, other.arm.name): [4.0]}).allows(other)
+
+
+def test_a_worker_that_dies_fails_its_trial_and_the_run_goes_on_in_a_fresh_pool(tmp_path):
+    path = tmp_path / "dying.toml"
+    text = mini_suite_text(seeds=2, techniques='["dies", "dynamic_lr"]', arms='["baseline", "alone"]')
+    path.write_text(text.replace('name = "mini"', 'name = "mini"\nplugins = ["dying_technique"]'))
+    suite = load_suite(str(path))
+    outcome, trials = _run(suite, tmp_path / "results", jobs=2, threads=1)
+    assert outcome.ran == len(plan(suite)) == len(trials) == 6
+    dies = trials["arm"] == "dies"
+    assert (trials.loc[dies, "status"] == "failed").all()
+    assert "BrokenProcessPool" in trials.loc[dies, "error"].iloc[0]
+    # A break fails the one other trial in flight at most; the trials after it run in a fresh pool.
+    assert (trials.loc[~dies, "status"] != "failed").sum() >= 4 - dies.sum()
+    assert outcome.failed == (trials["status"] == "failed").sum()

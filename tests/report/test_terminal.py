@@ -43,9 +43,16 @@ def test_the_instrument_checks_and_the_verdicts_are_printed():
 
 
 def test_results_without_a_baseline_say_so():
-    trials = synthetic_trials([], seeds=range(2))
+    """As a shard's folder may: arms, claims and positive controls, but no baseline trials."""
+    arms = [PlantedArm("curriculum", 2.0), PlantedArm("warm_start", 1.0, "positive_control")]
+    trials = synthetic_trials(arms, seeds=range(2))
     trials = trials[trials["arm"] != "baseline"]
     results = Results(trials=trials, curves=trials.iloc[0:0][["trial_id"]], runs=synthetic_runs())
+    claim = Claim(name="curriculum learning", kind="technique", techniques=["curriculum"], claimed=1.4,
+                  metric="steps")
+    analysis = analyze(results, [claim])
+    assert [result.verdict for result in analysis.claims] == ["NOT MEASURED"]
+    assert not any(control.holds for control in analysis.positive_controls)
     console = Console(file=io.StringIO(), width=200)
-    print_run_summary(analyze(results, []), console)
+    print_run_summary(analysis, console)
     assert "no baseline" in console.file.getvalue()
