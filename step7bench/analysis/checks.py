@@ -34,10 +34,11 @@ from step7bench.analysis.censored import logrank_compare
 from step7bench.analysis.claims import arm_for
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.speedups import AA_ARM, CostTable, SpeedupEstimate, estimate
+from step7bench.harness.matrix import BASELINE_AT_WEAK_TARGET
+from step7bench.techniques.positive_controls import WARM_START, WEAK_REFERENCE
 
 BEATS, LOSES, TIES = "beats its control", "loses to its control", "not distinguishable from its control"
 CONTROL_ALPHA = 0.05
-WARM_START, WEAK_REFERENCE, BASELINE_AT_WEAK_TARGET = "warm_start", "lr_scale", "baseline@weak_target"
 
 
 @dataclass(frozen=True)

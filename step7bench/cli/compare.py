@@ -42,13 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from step7bench.analysis.comparison import compare_analyses
-    from step7bench.analysis.results import analyze, load_results
+    from step7bench.analysis.comparison import compare_folders
 
     for folder in (args.a, args.b):
         check_results_database(folder)
-    results_a, results_b = load_results(args.a), load_results(args.b)
-    comparison = compare_analyses(analyze(results_a, claims=[]), analyze(results_b, claims=[]), thresholds(args))
+    comparison = compare_folders(args.a, args.b, thresholds(args))
     write = format_markdown if args.format == "markdown" else format_text
     print(write(comparison, args.a, args.b))
     return 0

@@ -66,7 +66,8 @@ class TargetWatch:
 
     def __init__(self, rule: CheckRule, target: float) -> None:
         self.rule, self.target = rule, target
-        self.next_step = rule.fine_every if rule.fine_band == math.inf else rule.every
+        dense_from_start = rule.fine_band == math.inf and math.isfinite(target)
+        self.next_step = rule.fine_every if dense_from_start else rule.every
         self._last: tuple[int, float] | None = None  # (step, loss) of the previous check
         self._run: Crossing | None = None  # the first check of the current span at or below target
 
@@ -99,6 +100,8 @@ class TargetWatch:
 
     def _spacing(self, previous: tuple[int, float] | None, step: int, val_loss: float) -> int:
         rule = self.rule
+        if not math.isfinite(self.target):  # no target to near (transfer's pretraining trains to -inf)
+            return rule.every
         gap = (val_loss - self.target) / abs(self.target) if self.target else math.inf
         if gap <= rule.fine_band:
             return rule.fine_every

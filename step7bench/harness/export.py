@@ -42,16 +42,6 @@ CURVE_IDENTITY_COLUMNS = ("trial_id", "run_id", "workload", "preset", "arm", "ar
 """The trial's columns joined onto each of its validation checks."""
 
 
-def export_trials(store: ResultsStore, path: Path, fmt: str) -> int:
-    """Write the trials to `path` in `fmt`; returns the number of rows."""
-    return export_table(store, "trials", path, fmt)
-
-
-def export_curves(store: ResultsStore, path: Path, fmt: str) -> int:
-    """Write the learning curves (long form) to `path` in `fmt`; returns the number of rows."""
-    return export_table(store, "curves", path, fmt)
-
-
 def export_table(store: ResultsStore, table: str, path: Path, fmt: str) -> int:
     """Write `table` (one of EXPORT_TABLES) to `path` in `fmt` (one of EXPORT_FORMATS)."""
     if table not in EXPORT_TABLES:
@@ -298,5 +288,5 @@ def _epoch_ms(text: Any) -> int:
     return int(time.time() * 1000)
 
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_TABLES", "INFINITE_COLUMN", "MlflowExport", "export_curves", "export_table",
-           "export_to_mlflow", "export_trials", "json_text", "write_frame"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_TABLES", "INFINITE_COLUMN", "MlflowExport", "export_table",
+           "export_to_mlflow", "json_text", "write_frame"]

@@ -35,11 +35,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from step7bench.harness.suite import AA_SEED_OFFSET, Suite, WorkloadEntry
+from step7bench.techniques.positive_controls import WEAK_REFERENCE
 
 ARM_KINDS = ("baseline", "aa", "positive_control", "alone", "as_specified", "control", "stack", "leave_one_out",
              "pair", "cumulative")
-WEAK_REFERENCE, BASELINE_AT_WEAK_TARGET = "lr_scale", "baseline@weak_target"
-"""The weak-reference positive control's two arms, both trained to the weak target."""
+BASELINE_AT_WEAK_TARGET = "baseline@weak_target"
+"""The baseline trained to the weak target: with the weakened reference (`WEAK_REFERENCE`), the
+weak-reference positive control's two arms."""
 AS_SPECIFIED = "as_specified"
 """The variant of an arm whose techniques run at the seed document's stated settings."""
 

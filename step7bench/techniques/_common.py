@@ -1,5 +1,6 @@
-"""What the techniques' Python APIs (the seed's classes) share: the device they run on, the
-check of a count argument, and a criterion applied to classification or sequence logits."""
+"""What the techniques share: the device they run on, the CUDA devices whose RNG a nested
+training run must leave alone, the check of a count argument, a criterion applied to
+classification or sequence logits, and how a share is written."""
 
 from __future__ import annotations
 
@@ -20,6 +21,13 @@ def user_device(device: str | torch.device) -> torch.device:
         return resolve_device(device)
     except UserError as error:
         raise ValueError(f"device: {error}") from None
+
+
+def cuda_indices(device: torch.device) -> list[int]:
+    """The CUDA devices `torch.random.fork_rng` must fork around a nested training run on `device`."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
 
 
 def check_positive_int(value: object, name: str) -> None:

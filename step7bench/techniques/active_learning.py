@@ -164,8 +164,9 @@ def acquisition_plan(n_examples: int, *, seed_fraction: float, budget_fraction: 
     budget_size = max(seed_size, round(budget_fraction * n_examples))
     base, extra = divmod(budget_size - seed_size, rounds)
     sizes = [base + (1 if k < extra else 0) for k in range(rounds)]
-    # A round due at the very last step would never run: the loop ends there.
-    steps = [max(1, min(max_steps - 1, math.ceil((k + 1) * acquire_until * max_steps / rounds)))
+    # A round due at the very last step would never run: the loop ends there. Rounded before the
+    # ceiling so float noise (3 x 0.05 x 100 / 3 = 5.000000000000001) cannot move a round a step on.
+    steps = [max(1, min(max_steps - 1, math.ceil(round((k + 1) * acquire_until * max_steps / rounds, 9))))
              for k in range(rounds)]
     return AcquisitionPlan(seed_size, tuple((step, size) for step, size in zip(steps, sizes) if size > 0))
 

@@ -65,7 +65,7 @@ from step7bench.engine.context import TrialContext
 from step7bench.engine.loop import run_trial
 from step7bench.engine.stages import OrderStage, Plugin
 from step7bench.seeding import derive_seed, torch_generator
-from step7bench.techniques._common import check_positive_int, percent, user_device
+from step7bench.techniques._common import check_positive_int, cuda_indices, percent, user_device
 from step7bench.techniques.pool_scoring import iter_batches, score_dataset
 from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import IGNORE_INDEX, Budget, Workload, per_example_loss
@@ -406,11 +406,13 @@ class _ReferenceModelDifficulty(_Difficulty):
         # No validation check at all: neither coarse (eval_every) nor fine ones near a target.
         hparams = dataclasses.replace(ctx.hparams, warmup_steps=max(1, steps // 10), eval_every=0,
                                       eval_every_fine=0)
-        result = run_trial(ctx.workload, derive_seed(ctx.seed, "curriculum/reference"), device=ctx.device,
-                           target_val_loss=-math.inf, budget=Budget(steps, math.inf), hparams=hparams,
-                           train=ctx.train, keep_model=True)
-        if result.model is None:
-            raise RuntimeError(f"curriculum's reference model did not train: {result.error}")
+        # The nested trial seeds the global RNG: fork it so this trial's own stream is untouched.
+        with torch.random.fork_rng(devices=cuda_indices(ctx.device)):
+            result = run_trial(ctx.workload, derive_seed(ctx.seed, "curriculum/reference"), device=ctx.device,
+                               target_val_loss=-math.inf, budget=Budget(steps, math.inf), hparams=hparams,
+                               train=ctx.train, keep_model=True)
+        if result.status != "missed" or result.model is None:  # 'missed' is the only normal end here
+            raise RuntimeError(f"curriculum's reference model ended {result.status!r}: {result.error}")
         ctx.ledger.charge_overhead(result.ledger.examples_forward, result.ledger.flops_total)
         self.reference_steps = result.ledger.steps
         return result.model

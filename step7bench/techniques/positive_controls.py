@@ -29,6 +29,9 @@ from step7bench.engine.stages import Plugin, ScheduleStage, WarmupCosine
 from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import Workload
 
+WARM_START, WEAK_REFERENCE = "warm_start", "lr_scale"
+"""The two positive controls' registry names (the weakened reference is the baseline at a scaled rate)."""
+
 
 class WarmStartHandover(ScheduleStage):
     """The baseline's schedule; at the handover step, the run so far becomes pretraining."""
@@ -79,24 +82,24 @@ def _build_warm_start(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     fraction = config["handover_fraction"]
     if not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise ValueError(f"handover_fraction must be in (0, 1), got {fraction!r}")
-    return Plugin("warm_start", schedule=WarmStartHandover(float(fraction)))
+    return Plugin(WARM_START, schedule=WarmStartHandover(float(fraction)))
 
 
 def _build_lr_scale(workload: Workload, config: Mapping[str, Any]) -> Plugin:
     factor = config["factor"]
     if not isinstance(factor, (int, float)) or factor <= 0:
         raise ValueError(f"factor must be a number > 0, got {factor!r}")
-    return Plugin("lr_scale", schedule=ScaledRate(float(factor)))
+    return Plugin(WEAK_REFERENCE, schedule=ScaledRate(float(factor)))
 
 
 TECHNIQUES = (
     TechniqueSpec(
-        name="warm_start", summary="positive control: the baseline, its first k steps booked as pretraining",
+        name=WARM_START, summary="positive control: the baseline, its first k steps booked as pretraining",
         stages=("schedule",), build=_build_warm_start,
         defaults={"handover_fraction": 0.25},  # k a quarter of the budget: below every calibrated T measured
         positive_control=True),
     TechniqueSpec(
-        name="lr_scale", summary="positive control: the baseline at a scaled learning rate (a weakened reference)",
+        name=WEAK_REFERENCE, summary="positive control: the baseline at a scaled learning rate (a weakened reference)",
         stages=("schedule",), build=_build_lr_scale,
         defaults={"factor": 0.1},  # LR/10: slower by a clear margin on every workload measured
         positive_control=True),

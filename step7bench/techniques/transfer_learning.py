@@ -61,7 +61,7 @@ from step7bench.measure.clock import Clock
 from step7bench.measure.fingerprint import device_fingerprint
 from step7bench.paths import atomic_write, cache_root
 from step7bench.seeding import derive_seed, torch_generator
-from step7bench.techniques._common import check_positive_int, flat_criterion, user_device
+from step7bench.techniques._common import check_positive_int, cuda_indices, flat_criterion, user_device
 from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import Budget, Workload
 
@@ -221,12 +221,6 @@ def pretrain(workload: Workload, seed: int, device: torch.device, pretrain_steps
     return Pretrained(weights, result.ledger, result.curve[-1].val_loss)
 
 
-def _cuda_indices(device: torch.device) -> list[int]:
-    if device.type != "cuda":
-        return []
-    return [device.index if device.index is not None else torch.cuda.current_device()]
-
-
 class PretrainedInit(InitStage):
     """Start the trial from weights pretrained on the source data (cached by content key)."""
 
@@ -237,7 +231,7 @@ class PretrainedInit(InitStage):
     def init(self, ctx: TrialContext) -> None:
         steps = pretraining_steps(self._config, ctx.budget.max_steps)
         # A cache hit and a miss must leave the trial's global RNG alike.
-        with torch.random.fork_rng(devices=_cuda_indices(ctx.device)):
+        with torch.random.fork_rng(devices=cuda_indices(ctx.device)):
             pretrained, hit = self._pretrained(ctx, steps)
         ctx.model.load_state_dict(pretrained.state_dict)
         ctx.ledger.charge_pretraining(pretrained.ledger)

@@ -40,10 +40,12 @@ class Budget:
 
     `max_steps` is the horizon every schedule and pacing plans for (the baseline's cosine decays
     to zero there); `max_seconds` counts training and technique-overhead wall time, never
-    evaluation. A trial stops at `headroom` times both (`stop_steps`, `stop_seconds`): AlgoPerf
-    gives submissions about a third more runtime than its target-setting runs, so an arm a little
-    slower than the baseline can still reach the target in the schedule's tail, and one that
-    cannot is a censored miss with a bound, not a zero.
+    evaluation. A trial stops at `headroom` times both (`stop_steps`, `stop_seconds`), as AlgoPerf
+    gives submissions about a third more runtime than its target-setting runs: an arm slowed by
+    its technique's overhead still reaches the target within a seconds budget, and a crossing near
+    the step budget can be confirmed. Past `max_steps` the schedules have decayed to zero, so an arm
+    still above the target there does not reach it later: it is a miss, censored at what it spent,
+    a bound, not a zero.
     """
 
     max_steps: int

@@ -42,7 +42,6 @@ import functools
 import hashlib
 import json
 import keyword
-import math
 import os
 import platform
 import re

@@ -63,6 +63,14 @@ def test_the_spacing_stays_between_fine_and_coarse(every, fine, band, losses):
         assert fine <= watch.next_step - step <= every
 
 
+def test_without_a_finite_target_checks_keep_the_coarse_schedule():
+    """Transfer learning pretrains to a target of -inf: nothing to near, so no dense checks."""
+    losses = {step: 2.0 * math.exp(-step / 50) for step in range(1, 201)}
+    crossing, checked = _feed(TargetWatch(CheckRule(every=25, fine_every=1, fine_band=math.inf), -math.inf),
+                              losses, 200)
+    assert crossing is None and checked == list(range(25, 201, 25))
+
+
 def test_the_feedback_schedule_is_the_coarse_one_whatever_the_measuring():
     watch = TargetWatch(CheckRule(every=25, fine_every=1, fine_band=math.inf), TARGET)
     assert watch.due(1) and not watch.feedback_due(1) and watch.feedback_due(50)

@@ -8,7 +8,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import TensorDataset
 
@@ -118,6 +118,7 @@ def test_most_informative_takes_the_top_scores(values, data):
 @settings(max_examples=50, deadline=None)
 @given(st.integers(10, 5000), st.floats(0.01, 0.5), st.floats(0.5, 1.0), st.integers(1, 8), st.floats(0.05, 1.0),
        st.integers(1, 2000))
+@example(10, 0.5, 1.0, 3, 0.05, 100)  # 3 x 0.05 x 100 / 3 is 5.000000000000001 in floats
 def test_acquisition_plan_reaches_the_budget_by_its_last_round(n, seed_fraction, budget_fraction, rounds,
                                                                acquire_until, max_steps):
     plan = acquisition_plan(n, seed_fraction=seed_fraction, budget_fraction=budget_fraction, rounds=rounds,
