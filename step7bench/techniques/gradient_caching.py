@@ -18,6 +18,8 @@ How it works, per batch:
   H the stacked hidden states and R_c, R_d fixed Gaussian matrices. ``vec(S) = (R_c ⊗ R_d)^T
   vec(G)``, a Kronecker Johnson-Lindenstrauss projection that preserves inner products in
   expectation (Rakhshan & Rabusseau 2020), so cosines of sketches estimate cosines of G.
+  Its matrix products are charged as overhead FLOPs (`sketch_flops`), counted as torch's flop
+  counter counts the model's own: 2*M*K*N per product, nothing for the softmax.
 - **Look-up.** One batched cosine similarity of the sketch against every cached sketch; the
   best match is a hit when its cosine is at or above `similarity_threshold`.
 - **Hit.** The backward pass is skipped; the cached gradient is loaded into ``.grad`` and the
@@ -94,6 +96,13 @@ def sketch_last_layer_gradient(error: torch.Tensor, hidden: torch.Tensor, projec
     ``R_c ⊗ R_d``, never forming G. error (N, C), hidden (N, d), projections (C, k) and (d, l);
     returns (k * l,)."""
     return ((error @ projection_out).T @ (hidden.float() @ projection_hidden)).flatten()
+
+
+def sketch_flops(rows: int, classes: int, width: int, sketch_width: int = SKETCH_WIDTH) -> int:
+    """FLOPs of one `sketch_last_layer_gradient` on `rows` predicted positions, at torch's flop
+    counter convention (2*M*K*N per matrix product, elementwise work free, as for the model):
+    E R_c, H R_d and the product of the two."""
+    return 2 * rows * sketch_width * (classes + width + sketch_width)
 
 
 def cosine_to_rows(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
@@ -261,6 +270,10 @@ class LastLayerSigner:
         return sketch_last_layer_gradient(error, self._hidden.flatten(0, -2), self._projection_out,
                                           self._projection_hidden)
 
+    def flops(self, logits: torch.Tensor) -> int:
+        """FLOPs of signing a batch with these `logits` (its predicted positions x classes)."""
+        return sketch_flops(logits[..., 0].numel(), self._head.out_features, self._head.in_features)
+
 
 # -- one cached step, shared by the user's trainer and the engine plug-in --------------------------------
 
@@ -269,6 +282,8 @@ class Doors(Protocol):
     """How a cached step reaches the model and books its time (the engine's ctx, or plain calls)."""
 
     def overhead(self) -> contextlib.AbstractContextManager[None]: ...
+
+    def charge_overhead_flops(self, flops: int) -> None: ...
 
     def audit(self) -> contextlib.AbstractContextManager[None]: ...
 
@@ -325,6 +340,7 @@ class CachedStep:
         with doors.overhead():
             signature = self._signature(logits, targets, ignore_index)
             choice = self.policy.choose(self.cache, signature)
+        doors.charge_overhead_flops(self.signer.flops(logits))
         if choice is None:
             doors.backward(loss)
             with doors.overhead():
@@ -376,6 +392,7 @@ class _TimedDoors:
         self.optimizer = optimizer
         self.clock = Clock(device)
         self.overhead_s = 0.0
+        self.overhead_flops = 0
         self.audit_s = 0.0
 
     @contextlib.contextmanager
@@ -388,6 +405,9 @@ class _TimedDoors:
 
     def overhead(self) -> contextlib.AbstractContextManager[None]:
         return self._timed("overhead_s")
+
+    def charge_overhead_flops(self, flops: int) -> None:
+        self.overhead_flops += flops
 
     def audit(self) -> contextlib.AbstractContextManager[None]:
         return self._timed("audit_s")
@@ -417,6 +437,7 @@ class GradientCachingTrainer:
         self._step = CachedStep(self.model, cache_size, SimilarReuse(similarity_threshold), audit_fraction, seed,
                                 user_device(cache_device) if cache_device is not None else self.device)
         self._overhead_s = 0.0
+        self._overhead_flops = 0
         self._audit_s = 0.0
 
     def train_step(self, x_batch: torch.Tensor, y_batch: torch.Tensor, optimizer: torch.optim.Optimizer,
@@ -430,15 +451,17 @@ class GradientCachingTrainer:
         doors = _TimedDoors(optimizer, self.device)
         used_cache = self._step.run(loss, logits, y_batch, getattr(criterion, "ignore_index", IGNORE_INDEX), doors)
         self._overhead_s += doors.overhead_s
+        self._overhead_flops += doors.overhead_flops
         self._audit_s += doors.audit_s
         return float(loss.detach()), used_cache
 
     def get_cache_statistics(self) -> dict[str, Any]:
         """hit_rate, hits, misses, mean_similarity_on_hit, cached_vs_fresh_cosine (mean over
-        audited hits; nan before the first), audited_hits, cache_entries, cache_bytes, and
-        overhead_s (signatures, look-ups, cache writes) and audit_s in seconds."""
+        audited hits; nan before the first), audited_hits, cache_entries, cache_bytes,
+        overhead_s (signatures, look-ups, cache writes) and audit_s in seconds, and
+        overhead_flops (the signatures' matrix products)."""
         return {**self._step.statistics.as_dict(self._step.cache), "overhead_s": self._overhead_s,
-                "audit_s": self._audit_s}
+                "overhead_flops": self._overhead_flops, "audit_s": self._audit_s}
 
 
 # -- the engine plug-in ----------------------------------------------------------------------------------
@@ -452,6 +475,9 @@ class _EngineDoors:
 
     def overhead(self) -> contextlib.AbstractContextManager[None]:
         return self.ctx.overhead()
+
+    def charge_overhead_flops(self, flops: int) -> None:
+        self.ctx.ledger.charge_overhead(0, flops)  # no extra pass: the training forward's outputs are signed
 
     @contextlib.contextmanager
     def audit(self) -> Iterator[None]:

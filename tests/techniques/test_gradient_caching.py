@@ -16,7 +16,7 @@ from step7bench.techniques.gradient_caching import (AGE_NEIGHBOURS, RANDOM_SPEC,
                                                     CachedGradientStepStage, GradientCache, GradientCachingTrainer,
                                                     LastLayerSigner, SimilarReuse, best_hit, cosine_to_rows,
                                                     flatten_gradients, load_gradients, nearest_in_age, output_error,
-                                                    sketch_last_layer_gradient)
+                                                    output_layer, sketch_flops, sketch_last_layer_gradient)
 from step7bench.workloads.base import IGNORE_INDEX
 
 STAT_KEYS = {"activity", "hit_rate", "hits", "misses", "mean_similarity_on_hit", "mean_age_on_hit",
@@ -83,6 +83,7 @@ def test_a_hit_skips_the_backward_and_applies_the_cached_gradient():
     stats = trainer.get_cache_statistics()
     assert stats["hits"] == stats["audited_hits"] == 1 and stats["hit_rate"] == 0.5
     assert -1.0 <= stats["cached_vs_fresh_cosine"] <= 1.0 and stats["audit_s"] > 0
+    assert stats["overhead_flops"] == 2 * sketch_flops(12, 5, 16)  # both batches signed: 12 rows, 5 classes, width 16
 
 
 def test_sequence_logits_are_flattened_and_padding_is_ignored():
@@ -146,6 +147,17 @@ def test_sketch_matches_a_direct_product_on_random_inputs():
     out, width = torch.randn(4, 3, generator=generator), torch.randn(5, 2, generator=generator)
     torch.testing.assert_close(sketch_last_layer_gradient(error, hidden, out, width),
                                (out.T @ error.T @ hidden @ width).flatten())
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 30), st.integers(1, 30), st.integers(1, 20))
+def test_sketch_flops_are_what_torchs_counter_counts(rows, classes, width, sketch_width):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    error, hidden = torch.randn(rows, classes), torch.randn(rows, width)
+    with FlopCounterMode(display=False) as counter:
+        sketch_last_layer_gradient(error, hidden, torch.randn(classes, sketch_width), torch.randn(width, sketch_width))
+    assert sketch_flops(rows, classes, width, sketch_width) == counter.get_total_flops()
 
 
 @given(st.integers(1, 6), st.integers(0, 2**16))
@@ -249,6 +261,8 @@ def test_the_plugin_charges_its_overhead_and_keeps_the_audit_apart(digits_micro)
     assert ledger.examples_forward == 8 * batch and ledger.examples_backward == 1 * batch
     assert ledger.wall_overhead_s > 0 and ledger.wall_audit_s > 0
     assert ledger.flops_audit == 7 * ledger.flops_backward  # each audited hit: one full backward, off the bill
+    head = output_layer(digits_micro.build_model())
+    assert ledger.flops_overhead == 8 * sketch_flops(batch, head.out_features, head.in_features)  # every step signs
     assert -1.0 <= stats["cached_vs_fresh_cosine"] <= 1.0
 
 
@@ -337,6 +351,9 @@ def test_the_plugin_trains_a_sequence_workload():
     stats = result.technique_stats["gradient_caching"]
     assert stats["hits"] + stats["misses"] == 4
     assert result.ledger.examples_backward == stats["misses"] * workload.hparams.batch_size
+    head, positions = output_layer(workload.build_model()), workload.train.inputs.shape[1]  # every position signs
+    assert result.ledger.flops_overhead == 4 * sketch_flops(workload.hparams.batch_size * positions,
+                                                            head.out_features, head.in_features)
 
 
 @pytest.mark.parametrize(("spec", "config", "named"), [
