@@ -227,7 +227,7 @@ def test_the_seed_example_runs_on_four_ranks(tmp_path):
 
 
 TORCHRUN_SCRIPT = """
-import json, sys, torch, torch.distributed as dist
+import json, os, sys, torch, torch.distributed as dist
 torch.set_num_threads(1)
 dist.init_process_group("gloo")
 from step7bench.engine import run_trial
@@ -239,8 +239,10 @@ result = run_trial(digits, 0, [SPEC.plugin(digits)], device="cpu", target_val_lo
                    budget=Budget(max_steps=4, max_seconds=1e9))
 ledger = gather_rank_ledgers(result.ledger)
 if dist.get_rank() == 0:
-    json.dump({"status": result.status, "error": result.error, "ledger": ledger.snapshot()}, open(sys.argv[1], "w"))
+    with open(sys.argv[1], "w") as out:
+        json.dump({"status": result.status, "error": result.error, "ledger": ledger.snapshot()}, out)
 dist.destroy_process_group()
+os._exit(0)  # skip finalisation: this script's ranks aborted there in 13 of 91 launches ("terminate called")
 """
 
 
