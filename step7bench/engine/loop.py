@@ -69,6 +69,7 @@ class TrialResult:
     stop_reason: StopReason | None = None  # None for a failed trial
     target_resolution_steps: int | None = None  # steps between the crossing check and the one before
     model: torch.nn.Module | None = None  # the trained model, when `run_trial(keep_model=True)`
+    torch_threads: int | None = None  # torch's CPU threads while it trained (None: it never ran)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -80,7 +81,7 @@ class TrialResult:
             "best_val_loss": self.best_val_loss,
             "curve": [vars(point) for point in self.curve],
             "ledger": self.ledger.snapshot(), "technique_stats": self.technique_stats,
-            "error": self.error,
+            "error": self.error, "torch_threads": self.torch_threads,
         }
 
 
@@ -266,7 +267,7 @@ class _Trial:
             best_val_loss=min(finite, default=float("inf")), curve=self.curve, ledger=self._cost_ledger(crossing),
             technique_stats={p.name: _plugin_stats(p) for p in self.plugins}, error=error,
             stop_reason=stop_reason, target_resolution_steps=crossing.resolution_steps if crossing else None,
-            model=model)
+            model=model, torch_threads=torch.get_num_threads())
 
     def _cost_ledger(self, crossing: Crossing | None) -> Ledger:
         """What the trial cost: the ledger at the crossing check for a reached trial (the steps

@@ -61,6 +61,7 @@ TRIAL_COLUMNS = {
     "device": "TEXT", "hardware_class": "TEXT", "technique_stats": "TEXT", "config": "TEXT",
     "started_at": "TEXT", "finished_at": "TEXT",
     "stop_reason": f"TEXT CHECK (stop_reason IN {STOP_REASONS!r})", "concurrent": "INTEGER",
+    "torch_threads": "INTEGER",  # CPU threads torch trained with (per rank in data parallel)
 }
 CURVE_COLUMNS = {"trial_id": "TEXT NOT NULL", "step": "INTEGER NOT NULL", "val_loss": "REAL",
                  "train_loss": "REAL"}
@@ -202,7 +203,8 @@ class ResultsStore:
             "hardware_class": record.hardware_class,
             "technique_stats": json.dumps(result.technique_stats, sort_keys=True, default=_json_default),
             "config": json.dumps(record.config, sort_keys=True), "started_at": record.started_at,
-            "finished_at": record.finished_at, "stop_reason": result.stop_reason, "concurrent": int(record.concurrent), **_ledger_row(result.ledger.snapshot()),
+            "finished_at": record.finished_at, "stop_reason": result.stop_reason, "concurrent": int(record.concurrent),
+            "torch_threads": result.torch_threads, **_ledger_row(result.ledger.snapshot()),
         }
         curve = [{"trial_id": record.trial_id, "step": point.step, "val_loss": point.val_loss,
                   "train_loss": point.train_loss, **_ledger_row(point.ledger)} for point in result.curve]

@@ -516,7 +516,8 @@ def _provenance(analysis: Analysis) -> dict[str, Any]:
                      "commit": value("git_commit") + (" (uncommitted changes)" if dirty is True else ""),
                      "software": f"torch {value('torch_version')}, Python {value('python_version')}",
                      "hardware": value("hardware_class"), "command": value("command_line"),
-                     "jobs": value("jobs"), "shard": value("shard")})
+                     "jobs": value("jobs"), "threads": _trial_threads(analysis.results.trials, value("run_id")),
+                     "shard": value("shard")})
     targets = []
     for key, entry in analysis.results.calibration.items():
         target = (entry or {}).get("target") or {}
@@ -532,6 +533,18 @@ def _provenance(analysis: Analysis) -> dict[str, Any]:
     return {"runs": runs, "fingerprint": analysis.results.fingerprint or {}, "targets": targets,
             "adaptive": json.dumps(adaptive, sort_keys=True) if adaptive else "",
             "adaptive_savings": _savings_line(savings(analysis.results, analysis.claims))}
+
+
+def _trial_threads(trials: pd.DataFrame, run_id: str) -> str:
+    """The CPU threads torch trained with in a run's trials ("1", "1-2"); "" where none were
+    recorded. The fingerprint's own count is the parent process's, not a worker's."""
+    if "torch_threads" not in trials:
+        return ""
+    threads = trials.loc[trials["run_id"] == run_id, "torch_threads"].dropna().astype(int)
+    if threads.empty:
+        return ""
+    low, high = threads.min(), threads.max()
+    return str(low) if low == high else f"{low}-{high}"
 
 
 def _savings_line(found: Savings | None) -> str:

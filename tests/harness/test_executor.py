@@ -4,6 +4,7 @@ cores shared out, and a deadline that keeps a trial from starting when it could 
 from __future__ import annotations
 
 import io
+import os
 import time
 
 import pytest
@@ -28,6 +29,12 @@ def real_suite(tmp_path):
     return load_suite(str(path))
 
 
+def _written(folder, text):
+    path = folder / "suite.toml"
+    path.write_text(text)
+    return str(path)
+
+
 def _run(suite, folder, **options):
     outcome = run_suite(suite, folder, PlainProgress(io.StringIO()), device="cpu", **options)
     with ResultsStore(folder, create=False) as store:
@@ -41,6 +48,14 @@ def test_two_jobs_give_the_same_deterministic_results_as_one_and_say_they_ran_si
     key = lambda frame: frame[DETERMINISTIC].sort_values("trial_id").reset_index(drop=True)  # noqa: E731
     assert key(one).equals(key(two))
     assert not one["concurrent"].any() and two["concurrent"].any()
+    assert (one["torch_threads"] == 1).all() and (two["torch_threads"] == 1).all()  # --threads 1, as asked
+
+
+def test_without_threads_each_worker_trains_on_the_threads_of_its_share_of_the_cores(tmp_path):
+    suite = load_suite(_written(tmp_path, mini_suite_text(seeds=2, techniques='["dynamic_lr"]', arms='["baseline"]')))
+    _, trials = _run(suite, tmp_path / "results", jobs=2)
+    shares = {len(group) for group in core_groups(sorted(os.sched_getaffinity(0)), 2)}
+    assert len(trials) == 2 and set(trials["torch_threads"]) <= shares
 
 
 @given(cores=st.lists(st.integers(0, 63), min_size=1, max_size=16, unique=True), jobs=st.integers(1, 8))

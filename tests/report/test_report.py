@@ -64,3 +64,13 @@ def test_the_cost_breakdown_says_missed_trials_count_at_their_whole_budget():
     trials, _, _ = synthetic_seed_suite(seeds=range(2), workloads=("grammar-lm",))
     figure = _cost_breakdown(trials, ["grammar-lm"])  # a bare Figure: nothing for pyplot to close
     assert figure.axes[0].get_xlabel() == "wall seconds (median trial; missed trials at their whole budget)"
+
+
+def test_a_runs_provenance_says_how_many_torch_threads_its_trials_trained_with():
+    import pandas as pd
+
+    from step7bench.report.html import _trial_threads
+
+    trials = pd.DataFrame({"run_id": ["a", "a", "b", "b", "c"], "torch_threads": [1, 1, 1, 2, None]})
+    assert [_trial_threads(trials, run) for run in "abc"] == ["1", "1-2", ""]  # c: a failed trial never ran
+    assert _trial_threads(trials.drop(columns="torch_threads"), "a") == ""  # a store from before the column
