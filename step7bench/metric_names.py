@@ -21,6 +21,17 @@ METRIC_COLUMNS: dict[str, str] = {
 }
 """Metric name -> the trials table's ledger column it reads, in report order."""
 
+PRETRAIN_COLUMNS: dict[str, str] = {
+    "steps": "steps_pretrain",
+    "examples_forward": "examples_pretrain",
+    "flops": "flops_pretrain",
+    "wall_s": "wall_pretrain_s",
+    "device_hours": "device_pretrain_s",
+    "energy_j": "energy_pretrain_j",
+}
+"""Metric name -> the ledger column of what pretraining cost in it, for the metrics that count
+pretraining (the all-in accounting)."""
+
 
 def metric_keys() -> list[str]:
     """Every name a claim may give a metric by: the metric names, then the columns that differ."""

@@ -63,7 +63,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy import optimize, special, stats
 
-from step7bench.analysis.stats import INCONCLUSIVE, REFUTED, SUPPORTED, Interval, verdict
+from step7bench.analysis.stats import INCONCLUSIVE, Interval, verdict
 
 CONFIDENCE = 0.95
 """Default two-sided confidence of an interval."""

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from step7bench.metric_names import METRIC_COLUMNS
+from step7bench.metric_names import METRIC_COLUMNS, PRETRAIN_COLUMNS
 
 Accounting = Literal["finetune", "all_in", "amortized"]
 ACCOUNTINGS: tuple[Accounting, ...] = ("finetune", "all_in", "amortized")
@@ -52,21 +52,27 @@ class Metric:
     scale: float = 1.0
 
 
-_DESCRIPTIONS: dict[str, tuple[str, str, bool, str | None, float]] = {
-    # name: (label, unit, deterministic, pretrain_column, scale)
-    "steps": ("optimizer steps", "steps", True, "steps_pretrain", 1.0),
-    "examples_forward": ("examples through forward", "examples", True, "examples_pretrain", 1.0),
-    "examples_backward": ("examples through backward", "examples", True, None, 1.0),
-    "tokens_forward": ("tokens through forward", "tokens", True, None, 1.0),
-    "tokens_backward": ("tokens through backward", "tokens", True, None, 1.0),
-    "flops": ("FLOPs (forward + backward + overhead)", "FLOP", True, "flops_pretrain", 1.0),
-    "wall_s": ("wall-clock (training + overhead)", "s", False, "wall_pretrain_s", 1.0),
-    "device_hours": ("device-hours", "device-h", False, "device_pretrain_s", 1 / 3600),
-    "energy_j": ("energy", "J", False, "energy_pretrain_j", 1.0),
+_DESCRIPTIONS: dict[str, tuple[str, str, bool, float]] = {
+    # name: (label, unit, deterministic, scale)
+    "steps": ("optimizer steps", "steps", True, 1.0),
+    "examples_forward": ("examples through forward", "examples", True, 1.0),
+    "examples_backward": ("examples through backward", "examples", True, 1.0),
+    "tokens_forward": ("tokens through forward", "tokens", True, 1.0),
+    "tokens_backward": ("tokens through backward", "tokens", True, 1.0),
+    "flops": ("FLOPs (forward + backward + overhead)", "FLOP", True, 1.0),
+    "wall_s": ("wall-clock (training + overhead)", "s", False, 1.0),
+    "device_hours": ("device-hours", "device-h", False, 1 / 3600),
+    "energy_j": ("energy", "J", False, 1.0),
 }
 
-METRICS: tuple[Metric, ...] = tuple(Metric(name, column, *_DESCRIPTIONS[name])
-                                    for name, column in METRIC_COLUMNS.items())
+
+
+def _described(name: str, column: str) -> Metric:
+    label, unit, deterministic, scale = _DESCRIPTIONS[name]
+    return Metric(name, column, label, unit, deterministic, PRETRAIN_COLUMNS.get(name), scale)
+
+
+METRICS: tuple[Metric, ...] = tuple(_described(name, column) for name, column in METRIC_COLUMNS.items())
 """Every metric of `step7bench.metric_names`, described (a name without a description fails at import)."""
 
 _BY_KEY = {key: metric for metric in METRICS for key in (metric.name, metric.column)}

@@ -16,6 +16,7 @@ all-in); `device_s` is that wall time times the number of devices that spent it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -135,3 +136,8 @@ class Ledger:
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any]) -> Ledger:
+        """The ledger `snapshot` was taken of (its derived totals are recomputed, not read)."""
+        return cls(**{name: snapshot[name] for name in cls.field_names()})

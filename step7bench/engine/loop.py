@@ -9,6 +9,7 @@ reported, not dropped (AlgoPerf). Validation checks are off the cost clock.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import traceback
 from collections.abc import Callable, Sequence
@@ -275,8 +276,7 @@ class _Trial:
         if crossing is None:
             return self.ledger
         snapshot = next(point.ledger for point in self.curve if point.step == crossing.step)
-        return Ledger(**{**{name: snapshot[name] for name in Ledger.field_names()},
-                         "peak_memory_bytes": self.ledger.peak_memory_bytes})
+        return dataclasses.replace(Ledger.from_snapshot(snapshot), peak_memory_bytes=self.ledger.peak_memory_bytes)
 
 
 def _plugin_stats(plugin: Plugin) -> dict[str, Any]:

@@ -48,13 +48,10 @@ from step7bench.harness.checking import Document
 from step7bench.harness.suite import TUNING_RECORD_KEYS, Suite, WorkloadEntry
 from step7bench.techniques.positive_controls import WEAK_REFERENCE
 from step7bench.measure.fingerprint import device_fingerprint, git_provenance
-from step7bench.metric_names import METRIC_COLUMNS
+from step7bench.metric_names import METRIC_COLUMNS, PRETRAIN_COLUMNS
 
 CALIBRATION_SEED_OFFSET = 20_000
 REACH_RATE_GOAL = 0.9
-PRETRAIN_COLUMNS = {"steps": "steps_pretrain", "examples_forward": "examples_pretrain", "flops": "flops_pretrain",
-                    "wall_s": "wall_pretrain_s", "device_hours": "device_pretrain_s", "energy_j": "energy_pretrain_j"}
-"""A metric's pretraining column: tuning minimises the all-in cost, pretraining included."""
 
 Report = Callable[[str], None]
 
@@ -316,6 +313,7 @@ def _tuning(suite: Suite, entry: WorkloadEntry, technique: str, seeds: list[int]
 
 
 def _all_in_cost(result: TrialResult, metric: str) -> float:
+    """What a tuning trial cost to the target in `metric`, pretraining included (inf if missed)."""
     if result.status != "reached":
         return math.inf
     ledger = result.ledger.snapshot()

@@ -124,13 +124,9 @@ def _combine_ranks(result: TrialResult) -> TrialResult:
     DDP keeps the models identical and each rank evaluates the whole validation set."""
     curves: list[list[EvalPoint] | None] = [None] * dist.get_world_size()
     dist.all_gather_object(curves, result.curve)
-    curve = [replace(point, ledger=combine_rank_ledgers([_ledger(c[index].ledger) for c in curves if c]).snapshot())
+    curve = [replace(point, ledger=combine_rank_ledgers([Ledger.from_snapshot(c[index].ledger) for c in curves if c]).snapshot())
              for index, point in enumerate(result.curve)]
     return replace(result, curve=curve, ledger=gather_rank_ledgers(result.ledger))
-
-
-def _ledger(snapshot: dict[str, object]) -> Ledger:
-    return Ledger(**{name: snapshot[name] for name in Ledger.field_names()})
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
 from step7bench.analysis.stats import NOT_MEASURED
 from step7bench.analysis.summary import PACKAGE_VERSION
+from step7bench.metric_names import PRETRAIN_COLUMNS
 from step7bench.report import display
 from step7bench.report.arms import ROLE_LABELS, TechniqueArms, technique_arms
 from step7bench.report.figures import (FigureFile, energy_is_estimate, headline_claims, technique_figure,
@@ -44,9 +45,8 @@ _ENVIRONMENT = jinja2.Environment(loader=jinja2.PackageLoader("step7bench.report
 SHORT_METRICS = {"steps": "steps", "flops": "FLOPs", "device_hours": "device time", "wall_s": "wall-clock",
                  "energy_j": "energy"}
 ROW_METRICS = ("steps", "flops", "device_hours")
-METRIC_ORDER = {m.name: i for i, m in enumerate(METRICS)}
-PRETRAIN_COLUMNS = ("steps_pretrain", "flops_pretrain", "device_pretrain_s", "wall_pretrain_s")
 """The metrics every claim row and control comparison shows; the others are folded."""
+METRIC_ORDER = {m.name: i for i, m in enumerate(METRICS)}
 
 
 def breakable(text: object) -> Markup:
@@ -460,7 +460,7 @@ def _transfer_rows(estimates: Sequence[SpeedupEstimate], entry: TechniqueArms, t
     """Where the technique pretrains by itself: its arms and stacks whose all-in cost differs from
     finetune-only, in each accounting."""
     alone = {(w, arm) for w, roles in entry.roles.items() for role, arm in roles.items() if role != "baseline"}
-    pretrain = [c for c in PRETRAIN_COLUMNS if c in trials]
+    pretrain = [c for c in PRETRAIN_COLUMNS.values() if c in trials]
     spent = trials[pretrain].fillna(0).astype(float).sum(axis=1) if pretrain else pd.Series(0.0, index=trials.index)
     if not any(((trials["workload"] == w) & (trials["arm"] == arm) & (spent > 0)).any() for w, arm in alone):
         return {"main": [], "more": []}

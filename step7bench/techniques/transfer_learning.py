@@ -201,13 +201,13 @@ class Pretrained:
     def save(self, path: Path) -> None:
         """Write atomically, so concurrent trials never read half a file."""
         entry = {"state_dict": self.state_dict, "source_val_loss": self.source_val_loss,
-                 "ledger": {name: getattr(self.ledger, name) for name in Ledger.field_names()}}
+                 "ledger": self.ledger.snapshot()}
         atomic_write(path, lambda handle: torch.save(entry, handle))
 
     @classmethod
     def load(cls, path: Path) -> Pretrained:
         entry = torch.load(path, map_location="cpu", weights_only=True)
-        return cls(entry["state_dict"], Ledger(**entry["ledger"]), entry["source_val_loss"])
+        return cls(entry["state_dict"], Ledger.from_snapshot(entry["ledger"]), entry["source_val_loss"])
 
 
 def pretrain(workload: Workload, seed: int, device: torch.device, pretrain_steps: int) -> Pretrained:

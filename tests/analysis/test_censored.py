@@ -14,9 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from step7bench.analysis.censored import (INCONCLUSIVE, REFUTED, SUPPORTED, CensoredEstimate, claim_verdict,
-                                          combine_bounds, log_mean_interval, log_ratio_bounds, logrank_compare,
-                                          look_sizes, sequential_decision, spending_levels)
+from step7bench.analysis.censored import (CensoredEstimate, claim_verdict, combine_bounds, log_mean_interval,
+                                          log_ratio_bounds, logrank_compare, look_sizes, sequential_decision,
+                                          spending_levels)
+from step7bench.analysis.stats import INCONCLUSIVE, REFUTED, SUPPORTED
 
 INF = math.inf
 

@@ -7,7 +7,6 @@ import json
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from step7bench.analysis.checks import (BEATS, LOSES, TIES, aa_checks, control_comparisons, positive_controls)

@@ -14,7 +14,7 @@ from step7bench.engine import loop
 from step7bench.engine.stages import PlainStep, ShuffledEpochs, WarmupCosine
 from step7bench.measure.energy import EnergyMeter
 from step7bench.measure.flops import FlopCounter
-from step7bench.workloads.base import Budget, ExampleDataset
+from step7bench.workloads.base import ExampleDataset
 
 NONDETERMINISTIC = {"wall_train_s", "wall_overhead_s", "wall_eval_s", "device_s", "energy_j", "energy_eval_j",
                     "wall_s", "peak_memory_bytes", "energy_method", "wall_audit_s", "energy_audit_j"}

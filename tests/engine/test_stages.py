@@ -1,7 +1,6 @@
 import math
 
 import pytest
-import torch
 
 from step7bench.engine.stages import (GateStage, Plugin, StageConflict, TransformStage, check_compatible,
                                       compose, warmup_cosine_factor)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pandas as pd
 from rich.console import Console
 
 from step7bench.engine import Ledger, TrialResult

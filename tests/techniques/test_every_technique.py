@@ -16,7 +16,7 @@ import pytest
 
 from step7bench.engine import StageConflict, check_compatible, run_trial
 from step7bench.harness.registry import load_registry
-from step7bench.workloads.base import Budget, ExampleDataset
+from step7bench.workloads.base import ExampleDataset
 
 EXTRAS = Path(__file__).resolve().parents[2] / "examples" / "step7bench-extras"
 sys.path.append(str(EXTRAS))  # the example plugin package, as if installed
