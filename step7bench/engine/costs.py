@@ -12,7 +12,6 @@ object owns that bookkeeping, so nothing else keeps counters that must be draine
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 
 from step7bench.engine.ledger import Ledger
@@ -61,7 +60,7 @@ class CostClock:
         """Cost-clock seconds so far (unsynced inside a segment: a budget check, not a figure)."""
         if self._segment_start_s is None:
             return self.ledger.wall_s
-        return self._spent_before_s + (time.perf_counter() - self._segment_start_s)
+        return self._spent_before_s + (self.clock.peek() - self._segment_start_s)
 
     # -- windows inside a segment -----------------------------------------------------------
     @contextlib.contextmanager

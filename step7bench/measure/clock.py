@@ -26,4 +26,10 @@ class Clock:
     def now(self) -> float:
         if self._cuda_device is not None:
             torch.cuda.synchronize(self._cuda_device)
+        return self.peek()
+
+    @staticmethod
+    def peek() -> float:
+        """The same clock without waiting for the device: for deciding when to stop (a budget
+        check every step must not stall the queue), never for a figure."""
         return time.perf_counter()

@@ -1,5 +1,6 @@
-"""The eight techniques of the seed document: each module keeps the seed's API for use in a
-user's own loop, and declares a `TechniqueSpec` whose plugin fills the engine's stages.
+"""The eight techniques of the seed document, their random controls and the positive controls:
+each technique module keeps the seed's API for use in a user's own loop, and declares a
+`TechniqueSpec` whose plugin fills the engine's stages.
 
 Techniques never own the loop.
 """

@@ -24,6 +24,13 @@ def test_cuda_clock_synchronises_before_each_read(monkeypatch):
     assert events == [("sync", clock.torch.device("cuda:1")), "read"] * 2
 
 
+def test_a_peek_reads_the_same_clock_without_waiting_for_the_device(monkeypatch):
+    events = []
+    monkeypatch.setattr(clock.torch.cuda, "synchronize", lambda device=None: events.append("sync"))
+    monkeypatch.setattr(clock.time, "perf_counter", lambda: events.append("read") or 2.0)
+    assert Clock("cuda:0").peek() == 2.0 and events == ["read"]
+
+
 def test_a_bare_cuda_device_synchronises_the_current_device(monkeypatch):
     synced = []
     monkeypatch.setattr(clock.torch.cuda, "synchronize", synced.append)
