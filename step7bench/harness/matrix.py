@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from step7bench.harness.suite import AA_SEED_OFFSET, Suite, WorkloadEntry
+from step7bench.harness.suite import AA_SEED_OFFSET, DEFAULT_HEADROOM, Suite, WorkloadEntry
 from step7bench.techniques.positive_controls import WEAK_REFERENCE
 
 ARM_KINDS = ("baseline", "aa", "positive_control", "alone", "as_specified", "control", "stack", "leave_one_out",
@@ -85,9 +85,13 @@ class TrialSpec:
     def identity(self) -> dict[str, Any]:
         """Everything that defines the trial's outcome; its hash is the trial id. A data-parallel
         arm's outcome depends on its world size (global batch, shards), so it is named there; other
-        arms always run on one process and their ids stay what they were."""
+        arms always run on one process and their ids stay what they were. Headroom decides how
+        long a late arm may train, so a suite's own headroom is named; the default's ids stay
+        what they were before headroom was part of the identity."""
         w = self.workload
         ranks = {"world_size": self.world_size} if self.data_parallel else {}
+        if w.budget.headroom != DEFAULT_HEADROOM:
+            ranks["headroom"] = w.budget.headroom
         return {**ranks, "workload": w.name, "preset": w.preset, "data_seed": w.data_seed, "arm": self.arm.name,
                 "techniques": list(self.arm.techniques), "seed": self.seed,
                 "max_steps": w.budget.max_steps, "max_seconds": w.budget.max_seconds,

@@ -78,6 +78,19 @@ def test_settings_are_part_of_the_identity(tmp_path, fake_specs):
     assert ids[plain]["curriculum"] != ids[tuned]["curriculum"]
 
 
+def test_a_suites_own_headroom_is_part_of_the_identity_and_the_default_keeps_the_ids(tmp_path, fake_specs):
+    text = (SUITES / "tiny.toml").read_text()
+    ids = {}
+    for name, headroom in (("default", None), ("stated", 4 / 3), ("longer", 2.0)):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(text.replace('seeds = 2', f'seeds = 2\nheadroom = {headroom!r}' if headroom else 'seeds = 2'))
+        trials = plan_trials(load_suite(str(path)))
+        ids[name] = [t.trial_id for t in trials]
+        assert all(("headroom" in t.identity()) == (name == "longer") for t in trials)
+    assert ids["default"] == ids["stated"]  # the ids trials were stored under before headroom was named
+    assert not set(ids["default"]) & set(ids["longer"])  # a late arm may train longer: another trial
+
+
 def test_a_control_arm_trains_at_its_techniques_settings(tmp_path, fake_specs):
     path = tmp_path / "controlled.toml"
     path.write_text(mini_suite_text(arms='["baseline", "alone", "control"]',
