@@ -93,13 +93,19 @@ class ClaimResult:
     untrusted_reason: str = ""
     fallback_verdict: Verdict | None = None  # on FALLBACK_METRIC, given when untrusted
     activity: tuple[Activity, ...] = ()
+    as_specified_activity: tuple[Activity, ...] = ()
     confidence: float = DEFAULT_CONFIDENCE
     source: str = ""  # where the claim is made (the section of the seed document)
 
     @property
     def inactive(self) -> list[Activity]:
-        """The techniques whose mechanism never fired in this arm."""
+        """The techniques whose mechanism never fired in the tuned arm."""
         return [entry for entry in self.activity if not entry.fired]
+
+    @property
+    def as_specified_inactive(self) -> list[Activity]:
+        """The techniques whose mechanism never fired at the seed document's settings."""
+        return [entry for entry in self.as_specified_activity if not entry.fired]
 
     @property
     def seeds_used(self) -> int:
@@ -155,8 +161,8 @@ class Judge:
         measured = self._estimate(workload, arm, metric, accounting, look)
         finetune = (self._estimate(workload, arm, metric, "finetune", look)
                     if arm and accounting == "all_in" and table.pretrained(workload, arm, metric) else None)
-        as_specified = self._estimate(workload, arm_for(table, workload, claim.techniques, AS_SPECIFIED), metric,
-                                      accounting, look)
+        stated_arm = arm_for(table, workload, claim.techniques, AS_SPECIFIED)
+        as_specified = self._estimate(workload, stated_arm, metric, accounting, look)
         reason = self.trusted.get((workload, metric.name), "")
         fallback = get_metric(FALLBACK_METRIC)
         fallback_estimate = self._estimate(workload, arm, fallback, _accounting(fallback), look) if reason else None
@@ -171,7 +177,9 @@ class Judge:
                        for name in ROW_METRICS},
             trusted=not reason, untrusted_reason=reason,
             fallback_verdict=_verdict(fallback_estimate, claim.claimed) if reason else None,
-            activity=self.activity.get((workload, arm), ()) if arm else (), confidence=look.confidence,
+            activity=self.activity.get((workload, arm), ()) if arm else (),
+            as_specified_activity=self.activity.get((workload, stated_arm), ()) if stated_arm else (),
+            confidence=look.confidence,
             source=claim.source)
 
     def _estimate(self, workload: str, arm: str | None, metric: Metric, accounting: Accounting,

@@ -150,7 +150,8 @@ def _claim(analysis: Analysis, result: ClaimResult) -> dict[str, Any]:
              "tuned": {**_figures(measured), "verdict": result.verdict,
                        "settings": _settings(analysis, result.workload, measured)},
              "as_specified": {**_figures(result.as_specified), "verdict": result.as_specified_verdict,
-                              "settings": _settings(analysis, result.workload, result.as_specified)}}
+                              "settings": _settings(analysis, result.workload, result.as_specified),
+                              "inactive": [vars(a) for a in result.as_specified_inactive]}}
     if result.finetune_only is not None:
         entry["finetune_only"] = {**_figures(result.finetune_only), "verdict": result.finetune_verdict}
     return entry

@@ -243,7 +243,8 @@ def _claim_row(result: ClaimResult, unreached: set[str] = frozenset(), confidenc
     }
     if result.as_specified is not None:
         row["as_specified"] = {**_estimate(result.as_specified), "verdict": result.as_specified_verdict,
-                               "css": _css(result.as_specified_verdict)}
+                               "css": _css(result.as_specified_verdict),
+                               "inactive": bool(result.as_specified_inactive)}
     if result.finetune_only is not None:
         row["finetune"] = {**_estimate(result.finetune_only), "verdict": result.finetune_verdict,
                            "css": _css(result.finetune_verdict)}

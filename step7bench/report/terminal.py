@@ -71,6 +71,8 @@ def verdict_table(analysis: Analysis) -> Table:
             verdict += " (inactive)"
         as_specified = (f"{display.speedup_with_interval(claim.as_specified)} {claim.as_specified_verdict}"
                         if claim.as_specified_verdict else "")
+        if as_specified and claim.as_specified_inactive:
+            as_specified += " (inactive)"
         table.add_row(claim.name, claim.workload, display.factor(claim.claimed),
                       display.speedup_with_interval(claim.measured), verdict, display.reached(claim.measured),
                       as_specified)

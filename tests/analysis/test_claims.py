@@ -84,6 +84,16 @@ def test_a_mechanism_that_never_fired_is_labelled_inactive(table, trials):
     assert activity[("synthetic", "a")] == (Activity("a", False, "0% of steps reused a gradient"),)
     (result,) = Judge(table, activity=activity).claims([technique_claim("a", ["a"], 1.2, "steps")])
     assert [entry.summary for entry in result.inactive] == ["0% of steps reused a gradient"]
+    assert result.as_specified_inactive == []  # the stated settings' arm reported no activity here
+
+
+def test_a_mechanism_that_never_fired_at_the_stated_settings_marks_that_verdict_alone(table, trials):
+    stats = json.dumps({"a": {"activity": {"fired": False, "summary": "0% of steps reused a gradient", "value": 0.0}}})
+    fired = json.dumps({"a": {"activity": {"fired": True, "summary": "9% of steps reused a gradient", "value": 0.09}}})
+    quiet = trials.assign(technique_stats=np.select([trials["arm"] == "a@as_specified", trials["arm"] == "a"],
+                                                    [stats, fired], "{}"))
+    (result,) = Judge(table, activity=trial_activity(quiet)).claims([technique_claim("a", ["a"], 1.2, "steps")])
+    assert result.inactive == [] and [a.summary for a in result.as_specified_inactive] == ["0% of steps reused a gradient"]
 
 
 def test_arms_are_found_by_their_set_of_techniques_and_variant_never_a_control(table):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
+
+import numpy as np
 
 from rich.console import Console
 from synthetic import PlantedArm, synthetic_runs, synthetic_trials
@@ -12,8 +15,8 @@ from step7bench.harness.claims import Claim
 from step7bench.report.terminal import print_run_summary
 
 
-def _printed(arms, claims=()) -> str:
-    trials = synthetic_trials(arms, seeds=range(3), workload="digits", arm_noise=0.01, measurement_noise=0.01)
+def _printed(arms, claims=(), edit=lambda trials: trials) -> str:
+    trials = edit(synthetic_trials(arms, seeds=range(3), workload="digits", arm_noise=0.01, measurement_noise=0.01))
     results = Results(trials=trials, curves=trials.iloc[0:0][["trial_id"]], runs=synthetic_runs())
     console = Console(file=io.StringIO(), width=400)
     print_run_summary(analyze(results, list(claims)), console)
@@ -40,6 +43,23 @@ def test_the_instrument_checks_and_the_verdicts_are_printed():
     text = _printed([PlantedArm("curriculum", 2.0)], claims=[claim])
     assert "A/A on steps" in _row(text, "A/A on steps")
     assert "SUPPORTED" in _row(text, "curriculum learning")
+
+
+def test_a_verdict_whose_mechanism_never_fired_says_so_for_its_own_settings_only():
+    claim = Claim(name="curriculum learning", kind="technique", techniques=["curriculum"], claimed=1.4,
+                  metric="steps")
+    quiet = json.dumps({"curriculum": {"activity": {"fired": False, "summary": "nothing reordered", "value": 0.0}}})
+
+    def stated_settings_never_fired(trials):
+        stated = trials["arm"] == "curriculum@as_specified"
+        return trials.assign(variant=np.where(stated, "as_specified", "tuned"),
+                             technique_stats=np.where(stated, quiet, "{}"))
+
+    text = _printed([PlantedArm("curriculum", 2.0),
+                     PlantedArm("curriculum@as_specified", 1.0, "as_specified", techniques=("curriculum",))],
+                    claims=[claim], edit=stated_settings_never_fired)
+    tuned, stated = _row(text, "curriculum learning").split("SUPPORTED", 1)
+    assert "inactive" not in tuned and stated.rstrip(" │").endswith("(inactive)")
 
 
 def test_results_without_a_baseline_say_so():
