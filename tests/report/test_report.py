@@ -5,14 +5,20 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+import pandas as pd
 from matplotlib.image import imread
 
+from step7bench.analysis.claims import Judge, trial_activity
+from step7bench.analysis.speedups import CostTable
 from step7bench.analysis.summary import SCHEMA_VERSION
 from page_text import in_order, visible_text
-from synthetic import synthetic_seed_suite
+from synthetic import PlantedArm, synthetic_seed_suite, synthetic_trials
 from step7bench.cli import main
+from step7bench.harness.claims import Claim
 from step7bench.report import FIGURES_FOLDER
 from step7bench.report.figures import _cost_breakdown
+from step7bench.report.html import _claim_row, _trial_threads
 
 FIGURES = ("forest", "cumulative", "curves", "controls", "cost_breakdown", "energy")
 
@@ -67,10 +73,18 @@ def test_the_cost_breakdown_says_missed_trials_count_at_their_whole_budget():
 
 
 def test_a_runs_provenance_says_how_many_torch_threads_its_trials_trained_with():
-    import pandas as pd
-
-    from step7bench.report.html import _trial_threads
-
     trials = pd.DataFrame({"run_id": ["a", "a", "b", "b", "c"], "torch_threads": [1, 1, 1, 2, None]})
     assert [_trial_threads(trials, run) for run in "abc"] == ["1", "1-2", ""]  # c: a failed trial never ran
     assert _trial_threads(trials.drop(columns="torch_threads"), "a") == ""  # a store from before the column
+
+
+def test_the_verdict_row_marks_an_as_specified_arm_whose_mechanism_never_fired():
+    trials = synthetic_trials([PlantedArm("a", 1.5), PlantedArm("a@as_specified", 1.0, "as_specified",
+                                                                 techniques=("a",))], seeds=range(3))
+    stated = trials["arm"] == "a@as_specified"
+    quiet = json.dumps({"a": {"activity": {"fired": False, "summary": "never fired", "value": 0.0}}})
+    trials = trials.assign(variant=np.where(stated, "as_specified", "tuned"),
+                           technique_stats=np.where(stated, quiet, "{}"))
+    (result,) = Judge(CostTable(trials), activity=trial_activity(trials)).claims([Claim("a", ["a"], 1.2, "steps", "technique")])
+    row = _claim_row(result)
+    assert row["inactive"] == [] and row["as_specified"]["inactive"] is True
