@@ -28,7 +28,8 @@ def device_fingerprint(device: torch.device | str) -> dict[str, Any]:
     """The hardware and software a trial on `device` runs on.
 
     Keys: device, hardware_class, cpu_model, logical_cores (the machine's), usable_cores
-    (those this process may run on), torch_threads, gpu_name, gpu_driver_version,
+    (those this process may run on), torch_threads (this process's: each trial records the threads
+    it trained with, which differ in a worker), gpu_name, gpu_driver_version,
     gpu_memory_bytes and gpu_facts_from ("nvml" or "torch"; the four are None off CUDA),
     torch_version, torch_cuda_build and cudnn_version (None in a CPU build), python_version,
     platform.
