@@ -4,7 +4,7 @@ analysis derives from them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from step7bench.analysis.censored import look_sizes, spending_levels
 from step7bench.analysis.checks import (AACheck, ControlComparison, PositiveControl, aa_checks, control_comparisons,
                                         positive_controls)
 from step7bench.analysis.claims import ClaimResult, CumulativeRow, Judge, Look, trial_activity
-from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS
+from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS, Metric
 from step7bench.analysis.speedups import CostTable, SpeedupEstimate, all_estimates
 from step7bench.analysis.stats import DEFAULT_CONFIDENCE
 from step7bench.errors import UserError
@@ -171,17 +171,24 @@ class Analysis:
         return bool(self.aa) and not self.untrusted_metrics and not self.failed_positive_controls
 
 
-def trust(aa: Sequence[AACheck], controls: Sequence[PositiveControl]) -> dict[tuple[str, str], str]:
-    """(workload, metric) -> why a verdict there is not to be trusted ("" where it is)."""
+def trust(aa: Sequence[AACheck], controls: Sequence[PositiveControl],
+          metrics: Callable[[str], Sequence[Metric]]) -> dict[tuple[str, str], str]:
+    """(workload, metric) -> why a verdict there is not to be trusted ("" where it is). A failed
+    positive control marks every metric of its workload (`metrics(workload)`), whether or not an
+    A/A check ran there; an A/A check that does not hold 1 marks its own metric."""
     reasons: dict[tuple[str, str], str] = {}
-    failed = {control.workload: control.name for control in controls if not control.holds}
+    failed: dict[str, list[str]] = {}
+    for control in controls:
+        if not control.holds:
+            failed.setdefault(control.workload, []).append(control.name)
+    for workload, names in failed.items():
+        for metric in metrics(workload):
+            reasons[(workload, metric.name)] = f"the {' and '.join(names)} positive control(s) failed"
     for check in aa:
         if not check.holds_one:
             reasons[(check.workload, check.metric)] = (f"the A/A check does not hold 1 on {check.metric} "
                                                        f"({check.measured.interval.low:.2f}-"
                                                        f"{check.measured.interval.high:.2f})")
-        elif check.workload in failed:
-            reasons[(check.workload, check.metric)] = f"the {failed[check.workload]} positive control failed"
     return reasons
 
 
@@ -193,7 +200,7 @@ def analyze(results: Results, claims: Sequence[Claim], confidence: float = DEFAU
     table = CostTable(results.trials, downstream_tasks)
     aa = aa_checks(table, confidence)
     positives = positive_controls(table, results.trials, results.expected_weak_speedups, confidence)
-    judge = Judge(table, trust(aa, positives), trial_activity(results.trials), results.looks(claims))
+    judge = Judge(table, trust(aa, positives, table.metrics), trial_activity(results.trials), results.looks(claims))
     return Analysis(
         results=results, confidence=confidence, downstream_tasks=downstream_tasks,
         estimates=all_estimates(table, confidence), claims=judge.claims(claims), cumulative=judge.cumulative(claims),

@@ -524,11 +524,9 @@ def _provenance(analysis: Analysis) -> dict[str, Any]:
         target = (entry or {}).get("target") or {}
         if not target:
             continue
-        seeds = target.get("calibration_seeds") or []
         value = target.get("target_val_loss")
         targets.append({"where": key, "target": f"{value:.4g}" if isinstance(value, (int, float)) else "—",
-                        "how": f"the baseline's median best validation loss over {len(seeds)} calibration seed(s), "
-                               f"times (1 + {target.get('margin', '?')})",
+                        "how": str(target.get("method", "—")),
                         "when": str(target.get("calibrated_at", "")), "commit": str(target.get("git_commit", ""))})
     adaptive = analysis.results.adaptive
     return {"runs": runs, "fingerprint": analysis.results.fingerprint or {}, "targets": targets,

@@ -9,7 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from step7bench.analysis.checks import (BEATS, LOSES, TIES, aa_checks, control_comparisons, positive_controls)
+from step7bench.analysis.checks import (BEATS, LOSES, TIES, PositiveControl, aa_checks, control_comparisons,
+                                        positive_controls)
+from step7bench.analysis.results import trust
 from step7bench.analysis.claims import Activity, Judge, arm_for, trial_activity
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.speedups import CostTable
@@ -189,3 +191,13 @@ def test_a_positive_control_that_does_not_see_its_effect_fails():
     broken.loc[broken["arm"] == "warm_start", "steps"] += 7  # the accounting lost track of 7 steps
     warm, _ = positive_controls(CostTable(broken), broken, {}, CONFIDENCE)
     assert not warm.holds
+
+
+def test_a_failed_positive_control_marks_every_metric_of_its_workload_even_without_an_a_a_check(table):
+    failed = [PositiveControl(name, "synthetic", "steps", 2.0, None, False, "")
+              for name in ("warm start", "weakened reference")]
+    held = PositiveControl("warm start", "other", "steps", 1.5, None, True, "")
+    reasons = trust([], [*failed, held], table.metrics)
+    assert {metric for workload, metric in reasons} == {m.name for m in table.metrics("synthetic")}
+    assert all(workload == "synthetic" for workload, _ in reasons)
+    assert reasons[("synthetic", "device_hours")] == "the warm start and weakened reference positive control(s) failed"

@@ -194,6 +194,7 @@ def _calibration(shape: Shape) -> str:
         entries[f"{workload}/{PRESET}"] = {
             "target": {"workload": workload, "preset": PRESET, "target_val_loss": 2.0, "margin": 0.02,
                        "calibration_seeds": [20000, 20001, 20002], "calibrated_at": "2000-01-01T00:00:00+00:00",
+                       "method": "median sustained best validation loss of the baseline, times (1 + 0.02)",
                        "git_commit": "0" * 40,
                        "weak_reference": {"technique": "lr_scale", "metric": "steps",
                                           "speedup": shape.weak_expected}},

@@ -64,6 +64,7 @@ def test_the_instrument_checks_show_what_they_found(suite_reports):
     _, text, summary = _page(suite_reports, "positive-controls")
     assert "warm start" in text and "weakened reference" in text and "exact on every seed" in text
     assert summary["instrument_trusted"] and UNTRUSTED not in text
+    assert "median sustained best validation loss of the baseline" in text  # how the target was set, as recorded
     _, text, summary = _page(suite_reports, "positive-control-fails")
     assert not summary["instrument_trusted"]
     assert "Positive control “weakened reference” on synthetic failed" in text
