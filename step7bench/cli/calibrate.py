@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
 
 from step7bench.cli.arguments import add_verb, apply_threads, default_jobs, margin, positive_int
@@ -49,12 +50,14 @@ def _calibrate(args: argparse.Namespace) -> int:
         raise UserError(f"suite {suite.path} names no targets file: add `targets = \"targets/{suite.name}.toml\"`")
     if suite.targets_path.is_dir():  # found now, not after the calibration runs
         raise UserError(f"{suite.targets_path}: the suite's targets file is a folder")
+    # Read before the runs: a file that cannot be read must not cost a calibration.
+    kept = read_tunings(suite.targets_path) if args.no_tune and suite.targets_path.is_file() else None
     calibrated = calibrate(suite, device=args.device, seeds=args.seeds, margin=args.margin, tune=not args.no_tune,
                            tuning_seeds=args.tuning_seeds, jobs=default_jobs(args), threads=args.threads,
                            deadline=Deadline.in_minutes(args.deadline) if args.deadline else None,
                            report=lambda line: print(line, file=sys.stderr, flush=True))
-    if args.no_tune and suite.targets_path.is_file():
-        calibrated = dataclasses.replace(calibrated, tunings=read_tunings(suite.targets_path))
+    if kept is not None:
+        calibrated = dataclasses.replace(calibrated, tunings=kept)
     write_targets(suite.targets_path, calibrated, _command(args))
     for record in calibrated.targets:
         weak = record.weak_reference.get("speedup")
@@ -72,12 +75,17 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace) -> str:
     """The command that reproduces these targets, for the targets file's header."""
-    words = ["step7bench calibrate --suite", args.suite]
-    words += [f"--plugin {plugin}" for plugin in args.plugin] + [f"--set {value}" for value in args.overrides]
+    words = ["step7bench", "calibrate", "--suite", args.suite]
+    for plugin in args.plugin:
+        words += ["--plugin", plugin]
+    for value in args.overrides:
+        words += ["--set", value]
     if args.seeds is not None:
-        words.append(f"--seeds {args.seeds}")
+        words += ["--seeds", str(args.seeds)]
+    if args.tuning_seeds is not None:
+        words += ["--tuning-seeds", str(args.tuning_seeds)]
     if args.margin is not None:
-        words.append(f"--margin {args.margin:g}")
+        words += ["--margin", f"{args.margin:g}"]
     if args.no_tune:
         words.append("--no-tune")
-    return " ".join(words)
+    return shlex.join(words)

@@ -338,9 +338,12 @@ def write_targets(path: Path, calibrated: Calibrated, command: str) -> None:
 
 
 def read_tunings(path: Path) -> list[TuningRecord]:
-    """The [[tuning]] records of a targets file (kept when only the targets are recalibrated)."""
+    """The [[tuning]] records of a targets file (kept when only the targets are recalibrated).
+    A hand-written entry may give only workload, preset, technique and winner (as the suite
+    reader allows); what it leaves out is kept empty."""
     doc = Document(path)
-    return [TuningRecord(**{key: entry[key] for key in TUNING_RECORD_KEYS})
+    empty: dict[str, Any] = {"metric": "", "grid": [], "seeds": [], "tuning_cost": {}}
+    return [TuningRecord(**{key: entry.get(key, empty.get(key)) for key in TUNING_RECORD_KEYS})
             for entry in doc.get(doc.values, (), "tuning", "table_list", [])]
 
 

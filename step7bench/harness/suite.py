@@ -103,6 +103,8 @@ class Suite:
     def with_seeds(self, seeds: int) -> Suite:
         if seeds < 1:
             raise UserError(f"--seeds must be at least 1, got {seeds}")
+        if self.adaptive is not None and seeds > self.adaptive.max_seeds:  # the suite file's own rule
+            raise UserError(f"--seeds {seeds} is above the suite's adaptive.max_seeds ({self.adaptive.max_seeds})")
         return dataclasses.replace(self, seeds=seeds)
 
     def settings_for(self, technique: str) -> dict[str, Any]:

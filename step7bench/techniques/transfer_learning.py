@@ -65,7 +65,7 @@ from step7bench.techniques._common import check_positive_int, cuda_indices, flat
 from step7bench.techniques.registry import TechniqueSpec, activity
 from step7bench.workloads.base import Budget, Workload
 
-CACHE_FORMAT = 1  # bump when what a cache entry holds changes
+CACHE_FORMAT = 2  # bump when what a cache entry holds changes (2: SDPA attention, fused AdamW, bf16 on CUDA)
 
 
 # -- pure helpers ---------------------------------------------------------------------------

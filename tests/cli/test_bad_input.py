@@ -54,6 +54,7 @@ CASES = {
     "run: trials table damaged": Case("run --suite {suite} --results {damaged_table}"),
     "run: shard 3/2": Case("run --suite {suite} --results {results} --shard 3/2"),
     "run: negative seeds": Case("run --suite {suite} --results {results} --seeds -1"),
+    "run: seeds above the adaptive maximum": Case("run --suite quick --results {results} --adaptive --seeds 10"),
     "run: device tpu": Case("run --suite {suite} --results {results} --device tpu"),
     "run: zero ranks": Case("run --suite {suite} --results {results} --nproc-per-node 0"),
     "run: zero threads": Case("run --suite {suite} --results {results} --threads 0"),

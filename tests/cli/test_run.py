@@ -159,6 +159,13 @@ def test_calibrate_writes_targets_the_suite_then_uses(tmp_path, capsys):
 
     entry = load_suite(str(suite)).workloads[0]
     assert entry.target_source == "targets file"
+    # A hand-written tuning entry (only what the suite reader requires) survives recalibrating the targets.
+    (tmp_path / "targets.toml").write_text(written + '\n[[tuning]]\nworkload = "digits"\npreset = "micro"\n'
+                                           'technique = "curriculum"\nwinner = { pacing = "linear" }\n')
+    assert main(["calibrate", "--suite", str(suite), "--seeds", "2", "--no-tune", "--tuning-seeds", "2"]) == 0
+    again = (tmp_path / "targets.toml").read_text()
+    assert "--seeds 2 --tuning-seeds 2 --no-tune`" in again  # the header's command reproduces the file
+    assert load_suite(str(suite)).workloads[0].tuning[0]["winner"] == {"pacing": "linear"}
 
 
 def test_list_names_workloads_techniques_and_suites(capsys):
