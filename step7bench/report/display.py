@@ -22,7 +22,6 @@ from step7bench.analysis.stats import Interval
 
 UNDEFINED = "undefined"
 NOT_MEASURED = "not measured"
-TIMES = (("ms", 1e-3), ("s", 1.0), ("min", 60.0), ("h", 3600.0))
 ENERGIES = (("mJ", 1e-3), ("J", 1.0), ("kJ", 1e3), ("MJ", 1e6), ("GJ", 1e9))
 PREFIXES = (("", 1.0), ("k", 1e3), ("M", 1e6), ("G", 1e9), ("T", 1e12), ("P", 1e15), ("E", 1e18))
 

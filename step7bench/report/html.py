@@ -30,7 +30,7 @@ from step7bench.analysis.claims import Activity, ClaimResult, CumulativeRow, tri
 from step7bench.analysis.metrics import METRICS, get_metric, supports
 from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
-from step7bench.analysis.stats import NOT_MEASURED
+from step7bench.analysis.stats import DEFAULT_CONFIDENCE, NOT_MEASURED
 from step7bench.analysis.summary import PACKAGE_VERSION
 from step7bench.metric_names import PRETRAIN_COLUMNS
 from step7bench.report import display
@@ -210,7 +210,8 @@ def _estimate(found: SpeedupEstimate | None) -> dict[str, str]:
             "reached": display.reached(found)}
 
 
-def _claim_row(result: ClaimResult, unreached: set[str] = frozenset(), confidence: float = 0.95) -> dict[str, Any]:
+def _claim_row(result: ClaimResult, unreached: set[str] = frozenset(),
+               confidence: float = DEFAULT_CONFIDENCE) -> dict[str, Any]:
     """One claim's row; `unreached`: the workloads on which no trial reached the target;
     `confidence`: the report's, which an adaptive design's look may have replaced."""
     measured = result.measured

@@ -16,7 +16,6 @@ on target data, about 0.11 nats/token above the floor at the small preset (data_
 
 from __future__ import annotations
 
-
 from functools import cached_property
 from typing import Any
 
