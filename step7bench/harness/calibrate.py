@@ -169,18 +169,22 @@ def calibrate(suite: Suite, *, device: str = "auto", seeds: int | None = None, m
     context = {"hardware_class": device_fingerprint(torch_device)["hardware_class"],
                "git_commit": git_provenance()["commit"] or "unknown"}
     weak = {WEAK_REFERENCE: suite.settings_for(WEAK_REFERENCE)}
-    dense = _run(executor, [trial for entry in suite.workloads for seed in seed_list
-                            for trial in (_calibration_trial(entry, seed, dense=True),
-                                          _calibration_trial(entry, seed, (WEAK_REFERENCE,), weak, dense=True,
-                                                             label=WEAK_REFERENCE))], report)
-    if executor.skipped:
-        raise UserError(f"calibration ran past its deadline before the baseline's {len(executor.skipped)} last "
+    # Every baseline first: a deadline may cut the weakened references, never a target's runs.
+    baselines = [_calibration_trial(entry, seed, dense=True) for entry in suite.workloads for seed in seed_list]
+    references = [_calibration_trial(entry, seed, (WEAK_REFERENCE,), weak, dense=True, label=WEAK_REFERENCE)
+                  for entry in suite.workloads for seed in seed_list]
+    dense = _run(executor, baselines + references, report)
+    unrun_baselines = [trial for trial in executor.skipped if trial.arm.name == "baseline"]
+    if unrun_baselines:
+        raise UserError(f"calibration ran past its deadline before the baseline's {len(unrun_baselines)} last "
                         "run(s): no target written; give it more time or fewer seeds")
     targets = []
     for entry in suite.workloads:
-        runs = {label: [dense[(entry.key, label, seed)] for seed in seed_list] for label in ("baseline", WEAK_REFERENCE)}
+        runs = {label: [dense.get((entry.key, label, seed)) for seed in seed_list]
+                for label in ("baseline", WEAK_REFERENCE)}
         record = _target(suite, entry, runs["baseline"], seed_list, margin, context)
-        targets.append(dataclasses.replace(record, weak_reference=_weak_reference(runs, record)))
+        reference = _weak_reference(runs, record) if None not in runs[WEAK_REFERENCE] else {}
+        targets.append(dataclasses.replace(record, weak_reference=reference))
     retargeted = [dataclasses.replace(entry, target_val_loss=record.target_val_loss)
                   for entry, record in zip(suite.workloads, targets)]
     warnings = [w for record in targets
@@ -228,12 +232,16 @@ def _curve(points: Sequence[EvalPoint]) -> list[tuple[int, float]]:
     return [(point.step, point.val_loss) for point in points]
 
 
+def _sustained_bests(results: Sequence[TrialResult], confirm_steps: int) -> list[float]:
+    """Each run's sustained best validation loss; a diverged run's is infinite (it never held one)."""
+    return [sustained_best(_curve(r.curve), confirm_steps) if r.status != "diverged" else math.inf for r in results]
+
+
 def _target(suite: Suite, entry: WorkloadEntry, results: list[TrialResult], seeds: list[int],
             margin: float | None, context: Mapping[str, str]) -> TargetRecord:
     workload = suite.registry.workload(entry.name, entry.preset, entry.data_seed)
     rule = CheckRule.of(dataclasses.replace(workload.hparams, eval_fine_band=math.inf))
-    best = [sustained_best(_curve(r.curve), rule.confirm_steps) if r.status != "diverged" else math.inf
-            for r in results]
+    best = _sustained_bests(results, rule.confirm_steps)
     chosen_margin = next(m for m in (margin, entry.calibration_margin, suite.calibration_margin) if m is not None)
     target, median = target_from(best, chosen_margin)
     if not math.isfinite(target):
@@ -275,7 +283,7 @@ def _weak_reference(runs: Mapping[str, list[TrialResult]], record: TargetRecord)
     from the baseline's) and the baseline's step speedup over the weakened reference to it."""
     rule = CheckRule(**record.check_rule)
     dense_rule = dataclasses.replace(rule, fine_band=math.inf)
-    best = [sustained_best(_curve(r.curve), rule.confirm_steps) for r in runs[WEAK_REFERENCE]]
+    best = _sustained_bests(runs[WEAK_REFERENCE], rule.confirm_steps)
     weak_target, _ = target_from(best, record.margin)
     if not math.isfinite(weak_target):
         return {}

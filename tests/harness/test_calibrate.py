@@ -102,3 +102,25 @@ def test_a_micro_calibration_sets_targets_measures_the_weak_reference_and_tunes(
     assert [point["settings"] for point in tuning.grid] == [{"full_at": 0.2}, {"full_at": 0.5}]
     assert tuning.tuning_cost["steps"] > 0
     assert any("lr_scale seed 20001" in line for line in lines)
+
+
+class _BaselinesOnly:
+    """A deadline that lets only the baseline's runs start (the weakened references come too late)."""
+
+    def allows(self, trial):
+        return trial.arm.name == "baseline"
+
+    def finished(self, trial, seconds):
+        pass
+
+
+def test_a_deadline_that_cuts_the_weakened_reference_still_writes_the_targets(tmp_path):
+    path = tmp_path / "cut.toml"
+    path.write_text(mini_suite_text(techniques='["curriculum"]', arms='["baseline"]')
+                    .replace("target_val_loss = 2.2\n", ""))
+    suite = load_suite(str(path), registry=Registry(harness_fakes.fake_specs(), builtin_workloads()),
+                       require_targets=False)
+    calibrated = calibrate(suite, device="cpu", seeds=2, tune=False, deadline=_BaselinesOnly(), report=print)
+    (record,) = calibrated.targets
+    assert math.isfinite(record.target_val_loss) and record.weak_reference == {}
+    assert any("lr_scale" in warning and "left out" in warning for warning in calibrated.warnings)
