@@ -34,11 +34,11 @@ from step7bench.analysis.censored import logrank_compare
 from step7bench.analysis.claims import arm_for
 from step7bench.analysis.metrics import get_metric
 from step7bench.analysis.speedups import AA_ARM, CostTable, SpeedupEstimate, estimate
+from step7bench.analysis.stats import DEFAULT_CONFIDENCE
 from step7bench.harness.matrix import BASELINE_AT_WEAK_TARGET
 from step7bench.techniques.positive_controls import WARM_START, WEAK_REFERENCE
 
 BEATS, LOSES, TIES = "beats its control", "loses to its control", "not distinguishable from its control"
-CONTROL_ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,12 @@ class ControlComparison:
     technique_vs_control: SpeedupEstimate | None
     p_value: float
     direction: int  # +1: the technique reached the target sooner, -1: the control did, 0: neither
+    alpha: float = 1 - DEFAULT_CONFIDENCE  # the test's level: one minus the intervals' confidence beside it
 
     @property
     def outcome(self) -> str:
-        """BEATS or LOSES when the log-rank test is significant at CONTROL_ALPHA, in its direction."""
-        if self.p_value < CONTROL_ALPHA and self.direction:
+        """BEATS or LOSES when the log-rank test is significant at `alpha`, in its direction."""
+        if self.p_value < self.alpha and self.direction:
             return BEATS if self.direction > 0 else LOSES
         return TIES
 
@@ -129,7 +130,7 @@ def control_comparisons(table: CostTable, confidence: float) -> list[ControlComp
                     control_vs_baseline=estimate(table, workload, control_arm, metric, "finetune", confidence),
                     technique_vs_control=estimate(table, workload, technique_arm, metric, "finetune", confidence,
                                                   reference=control_arm),
-                    p_value=p_value, direction=direction))
+                    p_value=p_value, direction=direction, alpha=1 - confidence))
     return comparisons
 
 

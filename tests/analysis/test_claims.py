@@ -133,6 +133,15 @@ def test_reached_four_of_five_against_none_is_decisive_for_the_control():
     assert [c.outcome for c in control_comparisons(CostTable(swapped), CONFIDENCE) if c.metric == "steps"] == [LOSES]
 
 
+def test_the_control_test_is_at_the_level_of_the_intervals_beside_it():
+    trials = synthetic_trials([PlantedArm("c", 1.2), PlantedArm("c_random", 1.0, "control", missed=tuple(range(5)))],
+                              seeds=range(5))
+    (steps,) = [c for c in control_comparisons(CostTable(trials), 0.9) if c.metric == "steps"]
+    assert steps.alpha == pytest.approx(0.1)
+    (strict,) = [c for c in control_comparisons(CostTable(trials), 1 - steps.p_value / 2) if c.metric == "steps"]
+    assert steps.outcome == BEATS and strict.outcome == TIES  # p between the two levels
+
+
 def test_the_aa_check_covers_every_metric_the_workload_spends(table):
     checks = aa_checks(table, CONFIDENCE)
     assert {check.metric for check in checks} >= {"steps", "flops", "wall_s", "energy_j"}
