@@ -4,7 +4,7 @@ analysis derives from them."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import pandas as pd
 from step7bench.analysis.censored import look_sizes, spending_levels
 from step7bench.analysis.checks import (AACheck, ControlComparison, PositiveControl, aa_checks, control_comparisons,
                                         positive_controls)
-from step7bench.analysis.claims import ClaimResult, CumulativeRow, Judge, Look, trial_activity
+from step7bench.analysis.claims import Activity, ClaimResult, CumulativeRow, Judge, Look, trial_activity
 from step7bench.analysis.metrics import DEFAULT_DOWNSTREAM_TASKS, Metric
 from step7bench.analysis.speedups import CostTable, SpeedupEstimate, all_estimates
 from step7bench.analysis.stats import DEFAULT_CONFIDENCE
@@ -154,6 +154,7 @@ class Analysis:
     controls: list[ControlComparison]
     aa: list[AACheck]
     positive_controls: list[PositiveControl] = field(default_factory=list)
+    activity: Mapping[tuple[str, str], tuple[Activity, ...]] = field(default_factory=dict)  # per (workload, arm)
 
     @property
     def untrusted_metrics(self) -> list[tuple[str, str]]:
@@ -200,11 +201,13 @@ def analyze(results: Results, claims: Sequence[Claim], confidence: float = DEFAU
     table = CostTable(results.trials, downstream_tasks)
     aa = aa_checks(table, confidence)
     positives = positive_controls(table, results.trials, results.expected_weak_speedups, confidence)
-    judge = Judge(table, trust(aa, positives, table.metrics), trial_activity(results.trials), results.looks(claims))
+    activity = trial_activity(results.trials)
+    judge = Judge(table, trust(aa, positives, table.metrics), activity, results.looks(claims))
     return Analysis(
         results=results, confidence=confidence, downstream_tasks=downstream_tasks,
         estimates=all_estimates(table, confidence), claims=judge.claims(claims), cumulative=judge.cumulative(claims),
-        controls=control_comparisons(table, confidence), aa=aa, positive_controls=positives)
+        controls=control_comparisons(table, confidence), aa=aa, positive_controls=positives,
+        activity=activity)
 
 
 def analyze_folder(folder: Path | str, claims_path: Path | str = DEFAULT_CLAIMS,

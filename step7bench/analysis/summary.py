@@ -121,9 +121,7 @@ def _per_seed(found: SpeedupEstimate) -> list[dict[str, Any]]:
 def _arms(analysis: Analysis) -> list[dict[str, Any]]:
     """One entry per (workload, arm): `speedups[accounting][metric]` holds its figures, `activity`
     what each technique's mechanism did, `settings` what its techniques ran with."""
-    from step7bench.analysis.claims import trial_activity  # the same activity the verdicts read
-
-    activity = trial_activity(analysis.results.trials)
+    activity = analysis.activity  # the same activity the verdicts read
     arms: dict[tuple[str, str], dict[str, Any]] = {}
     for found in analysis.estimates:
         entry = arms.setdefault((found.workload, found.arm), {

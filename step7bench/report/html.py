@@ -17,7 +17,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import jinja2
@@ -26,7 +26,7 @@ from markupsafe import Markup, escape
 
 from step7bench.analysis.adaptive import Savings, savings
 from step7bench.analysis.checks import BEATS, LOSES, TIES, AACheck, ControlComparison, PositiveControl
-from step7bench.analysis.claims import Activity, ClaimResult, CumulativeRow, trial_activity
+from step7bench.analysis.claims import Activity, ClaimResult, CumulativeRow
 from step7bench.analysis.metrics import METRICS, get_metric, supports
 from step7bench.analysis.results import Analysis
 from step7bench.analysis.speedups import SpeedupEstimate
@@ -72,8 +72,7 @@ def page(analysis: Analysis, figures: dict[str, FigureFile]) -> dict[str, Any]:
     reached = trials.groupby("workload")["status"].apply(lambda s: bool((s == "reached").any()))
     unreached = {w for w, any_reached in reached.items() if not any_reached}
     cumulative_names = {(c.name, c.workload) for c in analysis.claims if c.kind == "cumulative"}
-    activity = trial_activity(trials)
-    techniques = [_technique(entry, analysis, figures, activity) for entry in technique_arms(trials)]
+    techniques = [_technique(entry, analysis, figures) for entry in technique_arms(trials)]
     sections = {
         "claims": [_claim_row(c, unreached, analysis.confidence) for c in headline],
         "claims_as_specified": any(c.as_specified is not None for c in headline),
@@ -308,8 +307,7 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "technique"
 
 
-def _technique(entry: TechniqueArms, analysis: Analysis, figures: dict[str, FigureFile],
-               activity: dict[tuple[str, str], tuple[Activity, ...]]) -> dict[str, Any]:
+def _technique(entry: TechniqueArms, analysis: Analysis, figures: dict[str, FigureFile]) -> dict[str, Any]:
     name = entry.technique
     claims = [c for c in analysis.claims if c.kind != "cumulative" and set(c.techniques) == {name}]
     workloads = sorted(set(entry.roles) | set(entry.stacks))
@@ -322,7 +320,7 @@ def _technique(entry: TechniqueArms, analysis: Analysis, figures: dict[str, Figu
         "stacks": list(dict.fromkeys(arm for w in workloads for arm in entry.stacks.get(w, []))),
         "figures": [key for w in workloads if (key := technique_figure(name, w)) in figures],
         "tuning_figure": f"tuning_{name}" if f"tuning_{name}" in figures else None,
-        "activity": _activity_rows(entry, activity, workloads),
+        "activity": _activity_rows(entry, analysis.activity, workloads),
         "settings": _settings_table(entry, analysis, workloads),
         "tuning": _tuning_rows(name, analysis),
         "costs": _cost_table(entry, analysis.results.trials, workloads),
@@ -331,7 +329,7 @@ def _technique(entry: TechniqueArms, analysis: Analysis, figures: dict[str, Figu
     }
 
 
-def _activity_rows(entry: TechniqueArms, activity: dict[tuple[str, str], tuple[Activity, ...]],
+def _activity_rows(entry: TechniqueArms, activity: Mapping[tuple[str, str], tuple[Activity, ...]],
                    workloads: Sequence[str]) -> list[dict[str, Any]]:
     rows = []
     for workload in workloads:
