@@ -110,13 +110,14 @@ def cosine_to_rows(query: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     return F.cosine_similarity(rows, query.unsqueeze(0), dim=1)
 
 
-def best_hit(similarity: torch.Tensor, threshold: float) -> int | None:
-    """Position of the largest cosine in `similarity` (n,) when it is >= `threshold`, else None
-    (also for an empty cache)."""
+def best_hit(similarity: torch.Tensor, threshold: float) -> tuple[int, float] | None:
+    """(position, cosine) of the largest cosine in `similarity` (n,) when it is >= `threshold`,
+    else None (also for an empty cache). The step waits for the device once, at the first read."""
     if similarity.numel() == 0:
         return None
-    index = int(similarity.argmax())
-    return index if float(similarity[index]) >= threshold else None
+    value, index = similarity.max(0)  # ties: the first position, as argmax
+    cosine = float(value)
+    return (int(index), cosine) if cosine >= threshold else None
 
 
 def nearest_in_age(ages: torch.Tensor, match: int, count: int) -> torch.Tensor:
@@ -203,9 +204,7 @@ class SimilarReuse:
     threshold: float
 
     def choose(self, cache: GradientCache, signature: torch.Tensor) -> tuple[int, float] | None:
-        similarity = cache.similarities(signature)
-        match = best_hit(similarity, self.threshold)
-        return None if match is None else (match, float(similarity[match]))
+        return best_hit(cache.similarities(signature), self.threshold)
 
 
 @dataclass
@@ -220,12 +219,12 @@ class AgeMatchedReuse:
 
     def choose(self, cache: GradientCache, signature: torch.Tensor) -> tuple[int, float] | None:
         similarity = cache.similarities(signature)
-        match = best_hit(similarity, self.threshold)
-        if match is None:
+        hit = best_hit(similarity, self.threshold)
+        if hit is None:
             return None
-        substitutes = nearest_in_age(cache.ages(), match, self.neighbours)
+        substitutes = nearest_in_age(cache.ages(), hit[0], self.neighbours)
         if len(substitutes) == 0:
-            return match, float(similarity[match])
+            return hit
         index = int(substitutes[int(torch.randint(len(substitutes), (), generator=self.generator))])
         return index, float(similarity[index])
 
