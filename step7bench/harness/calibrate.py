@@ -169,10 +169,11 @@ def calibrate(suite: Suite, *, device: str = "auto", seeds: int | None = None, m
     context = {"hardware_class": device_fingerprint(torch_device)["hardware_class"],
                "git_commit": git_provenance()["commit"] or "unknown"}
     weak = {WEAK_REFERENCE: suite.settings_for(WEAK_REFERENCE)}
-    # Every baseline first: a deadline may cut the weakened references, never a target's runs.
+    # Every baseline first: a deadline may cut the weakened references, never a target's runs. The
+    # references are run only for a suite whose arms include the positive control that needs them.
     baselines = [_calibration_trial(entry, seed, dense=True) for entry in suite.workloads for seed in seed_list]
     references = [_calibration_trial(entry, seed, (WEAK_REFERENCE,), weak, dense=True, label=WEAK_REFERENCE)
-                  for entry in suite.workloads for seed in seed_list]
+                  for entry in suite.workloads for seed in seed_list if "positive_controls" in suite.arm_groups]
     dense = _run(executor, baselines + references, report)
     unrun_baselines = [trial for trial in executor.skipped if trial.arm.name == "baseline"]
     if unrun_baselines:

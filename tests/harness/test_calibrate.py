@@ -86,7 +86,7 @@ def test_a_micro_calibration_sets_targets_measures_the_weak_reference_and_tunes(
     specs["lr_scale"] = technique_specs()["lr_scale"]
     registry = Registry(specs, builtin_workloads())
     path = tmp_path / "cal.toml"
-    path.write_text(mini_suite_text(techniques='["curriculum"]', arms='["baseline", "alone"]')
+    path.write_text(mini_suite_text(techniques='["curriculum"]', arms='["baseline", "alone", "positive_controls"]')
                     .replace("target_val_loss = 2.2\n", "max_seconds = 30.0\n")
                     .replace("max_steps = 21", "max_steps = 60"))
     suite = load_suite(str(path), registry=registry, require_targets=False)
@@ -116,7 +116,7 @@ class _BaselinesOnly:
 
 def test_a_deadline_that_cuts_the_weakened_reference_still_writes_the_targets(tmp_path):
     path = tmp_path / "cut.toml"
-    path.write_text(mini_suite_text(techniques='["curriculum"]', arms='["baseline"]')
+    path.write_text(mini_suite_text(techniques='["curriculum"]', arms='["baseline", "positive_controls"]')
                     .replace("target_val_loss = 2.2\n", ""))
     suite = load_suite(str(path), registry=Registry(harness_fakes.fake_specs(), builtin_workloads()),
                        require_targets=False)
@@ -124,3 +124,15 @@ def test_a_deadline_that_cuts_the_weakened_reference_still_writes_the_targets(tm
     (record,) = calibrated.targets
     assert math.isfinite(record.target_val_loss) and record.weak_reference == {}
     assert any("lr_scale" in warning and "left out" in warning for warning in calibrated.warnings)
+
+
+def test_a_suite_without_the_positive_controls_runs_no_weakened_reference(tmp_path):
+    path = tmp_path / "plain.toml"
+    path.write_text(mini_suite_text(techniques='["curriculum"]', arms='["baseline"]')
+                    .replace("target_val_loss = 2.2\n", ""))
+    suite = load_suite(str(path), registry=Registry(harness_fakes.fake_specs(), builtin_workloads()),
+                       require_targets=False)
+    lines = []
+    calibrated = calibrate(suite, device="cpu", seeds=2, tune=False, report=lines.append)
+    assert calibrated.targets[0].weak_reference == {} and not any("lr_scale" in w for w in calibrated.warnings)
+    assert lines and not any("lr_scale" in line for line in lines)
