@@ -87,7 +87,7 @@ class Results:
         designs = [design for design in self._run_json("adaptive") if design]
         return designs[-1] if designs else {}
 
-    def looks(self, claims: Sequence[Claim]) -> dict[tuple[str, str], Look]:
+    def looks(self) -> dict[tuple[str, str], Look]:
         """(claim name, workload) -> the look that decided it in an adaptive design: its seeds and
         its spending level's confidence. Empty without a design: every claim uses every seed."""
         design = self.adaptive
@@ -97,7 +97,7 @@ class Results:
         levels = spending_levels(len(sizes), design["alpha"], design["shape"])
         looks = {}
         for key, look in design["decided_at"].items():
-            name, workload = key.split("|", 1)
+            name, workload = key.rsplit("|", 1)  # as adaptive.claim_key joins them; a claim's name may hold "|"
             looks[(name, workload)] = Look(1 - levels[look - 1], sizes[look - 1])
         return looks
 
@@ -202,7 +202,7 @@ def analyze(results: Results, claims: Sequence[Claim], confidence: float = DEFAU
     aa = aa_checks(table, confidence)
     positives = positive_controls(table, results.trials, results.expected_weak_speedups, confidence)
     activity = trial_activity(results.trials)
-    judge = Judge(table, trust(aa, positives, table.metrics), activity, results.looks(claims))
+    judge = Judge(table, trust(aa, positives, table.metrics), activity, results.looks())
     return Analysis(
         results=results, confidence=confidence, downstream_tasks=downstream_tasks,
         estimates=all_estimates(table, confidence), claims=judge.claims(claims), cumulative=judge.cumulative(claims),
