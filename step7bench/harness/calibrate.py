@@ -49,6 +49,7 @@ from step7bench.harness.suite import TUNING_RECORD_KEYS, Suite, WorkloadEntry
 from step7bench.techniques.positive_controls import WEAK_REFERENCE
 from step7bench.measure.fingerprint import device_fingerprint, git_provenance
 from step7bench.metric_names import METRIC_COLUMNS, PRETRAIN_COLUMNS
+from step7bench.paths import atomic_write
 
 CALIBRATION_SEED_OFFSET = 20_000
 REACH_RATE_GOAL = 0.9
@@ -342,8 +343,8 @@ def write_targets(path: Path, calibrated: Calibrated, command: str) -> None:
         lines += ["[[target]]", *_assignments(_target_fields(record)), ""]
     for tuning in calibrated.tunings:
         lines += ["[[tuning]]", *_assignments(dataclasses.asdict(tuning)), ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    text = "\n".join(lines).encode("utf-8")
+    atomic_write(path, lambda handle: handle.write(text))  # a crash mid-write leaves the old targets whole
 
 
 def read_tunings(path: Path) -> list[TuningRecord]:
